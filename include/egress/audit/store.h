@@ -1,0 +1,81 @@
+// The audit store: an append-only SQLite database (WAL) with one writer
+// thread. Sessions hand it events; the writer commits them in batches (group
+// commit: every event queued while one transaction runs goes into the next)
+// and then tells each waiting session whether its event is durable.
+//
+// Invariant 2 ("no unlogged egress") rests on record(event, done): the proxy
+// sends nothing upstream until `done(true)` has run. When a commit fails
+// (disk full, file unwritable) the store reports unhealthy, every waiting
+// `done` gets false, and the proxy refuses new connections (fail closed).
+// The next batch tries again, so the store heals by itself when the disk
+// has room again.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "egress/audit/event.h"
+
+namespace egress::audit {
+
+/// Thrown by AuditStore::open(): names the path and what is wrong.
+class AuditError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct StoreOptions {
+  std::string path;                  // SQLite file; created with the schema if missing
+  std::size_t max_batch = 4096;      // events per transaction at most
+  std::size_t queue_limit = 262144;  // queued events at most; beyond: refused, counted
+  /// When set, every committed event is also written here as one JSON line
+  /// (serve --audit-stream). Called on the writer thread.
+  std::function<void(const std::string& json_line)> stream;
+};
+
+/// Called on the writer thread once the event's transaction has committed
+/// (true) or failed (false). Must be cheap: post the result to your executor.
+using CommitCallback = std::function<void(bool committed)>;
+
+struct StoreStats {
+  std::size_t queue_depth = 0;
+  std::uint64_t committed_events = 0;
+  std::uint64_t commits = 0;
+  std::uint64_t commit_failures = 0;
+  std::uint64_t dropped_events = 0;  // refused because the queue was full
+  double last_commit_ms = 0;
+};
+
+class AuditStore {
+ public:
+  /// Opens (creating and migrating if needed) the database and starts the
+  /// writer thread. Throws AuditError naming the path and the OS/SQLite
+  /// error; refuses a database whose schema is newer than this binary's.
+  static std::unique_ptr<AuditStore> open(const StoreOptions& options);
+
+  virtual ~AuditStore() = default;  // flushes, then stops the writer
+
+  /// Queues `event`; `done` runs after it is committed or failed. An
+  /// unhealthy store still tries (each attempt is the probe that heals it);
+  /// if the queue is full, `done(false)` runs at once on the caller's thread.
+  virtual void record(Event event, CommitCallback done) = 0;
+
+  /// Queues `event` without waiting (close events). Never blocks.
+  virtual void record(Event event) = 0;
+
+  /// Blocks until every event queued so far is committed or failed.
+  virtual void flush() = 0;
+
+  /// False after a failed commit until a commit succeeds again.
+  virtual bool healthy() const = 0;
+
+  virtual StoreStats stats() const = 0;
+};
+
+using AuditStorePtr = std::unique_ptr<AuditStore>;
+
+}  // namespace egress::audit

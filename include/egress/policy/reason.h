@@ -1,0 +1,54 @@
+// Reason codes: why egress allowed or refused an attempt. Each code is a
+// stable, kebab-case string that appears in 403 bodies, the audit log and
+// metrics, and is documented in the README ("Reason codes"). The list is
+// declared once here; everything else (enum, to_string, parsing, metric
+// labels) is generated from it.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+namespace egress::policy {
+
+// X(Enumerator, "code")
+#define EGRESS_REASONS(X)                                                         \
+  /* allowed */                                                                   \
+  X(AllowRule, "allow-rule")               /* an allow rule matched */            \
+  X(InternalRule, "internal-rule")         /* an internal rule matched */         \
+  X(DeveloperMode, "developer-mode")       /* developer mode allows public */     \
+  /* refused by policy */                                                         \
+  X(DenyRule, "deny-rule")                 /* a deny rule matched */              \
+  X(NotAllowed, "not-allowed")             /* no allow rule matched */            \
+  X(NotInternal, "not-internal")           /* production: not internal */         \
+  X(PortNotAllowed, "port-not-allowed")    /* host matched, port did not */       \
+  X(PathNotAllowed, "path-not-allowed")    /* host and port matched, path not */  \
+  X(PrivateAddress, "private-address")     /* resolves to a non-public address */ \
+  X(InvalidHost, "invalid-host")           /* target could not be normalised */   \
+  /* refused before or after the decision */                                      \
+  X(UnsupportedScheme, "unsupported-scheme")                                      \
+  X(OriginForm, "origin-form")             /* not a proxy request */              \
+  X(BadRequest, "bad-request")                                                    \
+  X(HeaderTooLarge, "header-too-large")                                           \
+  X(DnsNxdomain, "dns-nxdomain")                                                  \
+  X(DnsFailure, "dns-failure")                                                    \
+  X(DnsTimeout, "dns-timeout")                                                    \
+  X(UpstreamUnreachable, "upstream-unreachable")                                  \
+  X(UpstreamTimeout, "upstream-timeout")                                          \
+  X(AuditUnavailable, "audit-unavailable")
+
+enum class Reason {
+#define EGRESS_REASON_ENUM(name, code) name,
+  EGRESS_REASONS(EGRESS_REASON_ENUM)
+#undef EGRESS_REASON_ENUM
+};
+
+/// The stable code, e.g. "private-address".
+std::string_view to_string(Reason reason);
+
+/// Parses a code back; nullopt for an unknown code.
+std::optional<Reason> reason_from_string(std::string_view code);
+
+/// One sentence for a person reading a 403 body: what happened and what to do.
+std::string_view explain(Reason reason);
+
+}  // namespace egress::policy
