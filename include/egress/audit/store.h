@@ -29,9 +29,22 @@ class AuditError : public std::runtime_error {
 };
 
 struct StoreOptions {
+  /// PRAGMA synchronous for the WAL database. Normal (the default) makes a
+  /// committed event survive a crash of the egress process, SIGKILL
+  /// included, which is what commit-before-connect (invariant 2) needs: the
+  /// OS holds the written WAL. Full also fsyncs the WAL on every commit, so
+  /// events survive power loss and kernel panics, at a cost of one fsync
+  /// per batch.
+  enum class Sync { Normal, Full };
+
   std::string path;                  // SQLite file; created with the schema if missing
-  std::size_t max_batch = 4096;      // events per transaction at most
-  std::size_t queue_limit = 262144;  // queued events at most; beyond: refused, counted
+  std::size_t max_batch = 4096;      // events per transaction at most (>= 1)
+  std::size_t queue_limit = 262144;  // queued events at most (>= 1); beyond: refused, counted
+  Sync sync = Sync::Normal;
+  /// How long a commit waits for another connection's write lock (e.g. a
+  /// running `egress audit prune`) before it fails and the store turns
+  /// unhealthy.
+  std::chrono::milliseconds busy_timeout{5000};
   /// When set, every committed event is also written here as one JSON line
   /// (serve --audit-stream). Called on the writer thread.
   std::function<void(const std::string& json_line)> stream;

@@ -1,0 +1,292 @@
+// The audit writer: queue, writer thread, batched transactions, hash chain
+// and JSON-lines stream (see sqlite_store.h for states and invariants).
+#include "audit/sqlite_store.h"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cassert>
+#include <exception>
+
+#include "audit/chain.h"
+#include "audit/row.h"
+
+namespace egress::audit {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// While the queue stays full or commits keep failing, warn at most this
+// often (with a count) rather than once per event.
+constexpr auto kDropLogInterval = std::chrono::seconds(1);
+constexpr auto kFailureLogInterval = std::chrono::seconds(5);
+
+// Columns in kContentColumns order, then prev_hash, hash.
+constexpr const char* kInsertSql =
+    "INSERT INTO events (ts, request_id, event, mode, role, client_addr, kind, method, scheme, "
+    "host, port, path, sni, decision, rule, reason, upstream_addr, status, bytes_up, "
+    "bytes_down, duration_ms, error, prev_hash, hash) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+    "?19, ?20, ?21, ?22, ?23, ?24)";
+constexpr int kPrevHashParam = static_cast<int>(kContentColumns.size()) + 1;
+constexpr int kHashParam = kPrevHashParam + 1;
+
+constexpr const char* kChainHeadSql = "SELECT hash FROM events ORDER BY id DESC LIMIT 1";
+
+int bind(sqlite3_stmt* stmt, int index, const Value& value) {
+  if (const auto* i = std::get_if<std::int64_t>(&value)) {
+    return sqlite3_bind_int64(stmt, index, *i);
+  }
+  if (const auto* s = std::get_if<std::string>(&value)) {
+    return sqlite3_bind_text(stmt, index, s->data(), static_cast<int>(s->size()), SQLITE_STATIC);
+  }
+  return sqlite3_bind_null(stmt, index);
+}
+
+int bind_text(sqlite3_stmt* stmt, int index, std::string_view s) {
+  return sqlite3_bind_text(stmt, index, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
+}
+
+}  // namespace
+
+AuditStorePtr AuditStore::open(const StoreOptions& options) {
+  return std::make_unique<SqliteAuditStore>(options);
+}
+
+SqliteAuditStore::SqliteAuditStore(const StoreOptions& options) : options_(options) {
+  if (options_.max_batch == 0 || options_.queue_limit == 0) {
+    throw AuditError(options_.path + ": audit max_batch and queue_limit must be at least 1");
+  }
+  db_ = open_database(options_.path, options_.busy_timeout);
+  sqlite3* db = db_.get();
+
+  // PRAGMA journal_mode answers with the mode now in force; a filesystem
+  // without shared memory (some network mounts) silently keeps the old one.
+  StmtPtr wal = prepare(db, "PRAGMA journal_mode=WAL", options_.path);
+  const bool is_wal = sqlite3_step(wal.get()) == SQLITE_ROW &&
+                      std::string_view(reinterpret_cast<const char*>(
+                          sqlite3_column_text(wal.get(), 0))) == "wal";
+  wal.reset();
+  if (!is_wal) {
+    throw AuditError(options_.path + ": cannot switch the audit database to WAL journal mode (" +
+                     sqlite3_errmsg(db) + "); put it on a local filesystem");
+  }
+  exec(db,
+       options_.sync == StoreOptions::Sync::Full ? "PRAGMA synchronous=FULL"
+                                                 : "PRAGMA synchronous=NORMAL",
+       options_.path, "cannot set PRAGMA synchronous");
+
+  insert_ = prepare(db, kInsertSql, options_.path);
+  chain_head_ = prepare(db, kChainHeadSql, options_.path);
+  writer_ = std::thread([this] { run(); });
+}
+
+SqliteAuditStore::~SqliteAuditStore() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  writer_.join();  // the writer drains the queue before it returns
+}
+
+void SqliteAuditStore::record(Event event, CommitCallback done) {
+  enqueue(std::move(event), std::move(done));
+}
+
+void SqliteAuditStore::record(Event event) { enqueue(std::move(event), nullptr); }
+
+void SqliteAuditStore::enqueue(Event&& event, CommitCallback&& done) {
+  std::uint64_t drops_to_log = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.size() < options_.queue_limit) {
+      queue_.push_back(Pending{std::move(event), std::move(done)});
+      ++accepted_;
+      work_cv_.notify_one();
+      return;
+    }
+    ++dropped_events_;
+    ++drops_since_log_;
+    const auto now = Clock::now();
+    if (now - last_drop_log_ >= kDropLogInterval) {
+      drops_to_log = drops_since_log_;
+      drops_since_log_ = 0;
+      last_drop_log_ = now;
+    }
+  }
+  if (drops_to_log != 0) {
+    spdlog::warn(
+        "audit: {}: queue full ({} events); refused {} event(s) since the last warning, and "
+        "their connections fail closed. The writer is not keeping up: check disk latency or "
+        "raise the queue limit",
+        options_.path, options_.queue_limit, drops_to_log);
+  }
+  if (done) done(false);
+}
+
+void SqliteAuditStore::flush() {
+  std::unique_lock lock(mu_);
+  const std::uint64_t target = accepted_;
+  flushed_cv_.wait(lock, [&] { return processed_ >= target; });
+}
+
+StoreStats SqliteAuditStore::stats() const {
+  StoreStats s;
+  {
+    std::lock_guard lock(mu_);
+    s.queue_depth = queue_.size();
+  }
+  s.committed_events = committed_events_.load();
+  s.commits = commits_.load();
+  s.commit_failures = commit_failures_.load();
+  s.dropped_events = dropped_events_.load();
+  s.last_commit_ms = last_commit_ms_.load();
+  return s;
+}
+
+bool SqliteAuditStore::check_invariants() const {
+  assert(queue_.size() + in_flight_ == accepted_ - processed_);  // (1)
+  assert(queue_.size() <= options_.queue_limit);                 // (2)
+  assert(in_flight_ <= options_.max_batch);
+  return true;
+}
+
+void SqliteAuditStore::run() {
+  pthread_setname_np(pthread_self(), "egress-audit");
+  std::vector<Pending> batch;
+  batch.reserve(std::min<std::size_t>(options_.max_batch, 4096));
+  std::unique_lock lock(mu_);
+  for (;;) {
+    work_cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+    if (queue_.empty()) return;  // stopping, and everything is processed
+    const std::size_t n = std::min(queue_.size(), options_.max_batch);
+    for (std::size_t i = 0; i < n; ++i) {
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    in_flight_ = n;
+    lock.unlock();
+
+    process(batch);
+    batch.clear();
+
+    lock.lock();
+    in_flight_ = 0;
+    processed_ += n;
+    assert(check_invariants());
+    flushed_cv_.notify_all();
+  }
+}
+
+void SqliteAuditStore::process(std::vector<Pending>& batch) {
+  std::vector<std::string> lines;
+  std::string error;
+  const auto start = Clock::now();
+  const bool ok = commit(batch, lines, error);
+  const auto now = Clock::now();
+
+  if (ok) {
+    ++commits_;
+    committed_events_ += batch.size();
+    last_commit_ms_ = std::chrono::duration<double, std::milli>(now - start).count();
+    if (!healthy_.exchange(true)) {
+      spdlog::info("audit: {}: commits succeed again after {} failed batch(es); healthy",
+                   options_.path, failures_since_log_);
+      failures_since_log_ = 0;
+      last_failure_log_ = {};
+    }
+  } else {
+    ++commit_failures_;
+    ++failures_since_log_;
+    const bool was_healthy = healthy_.exchange(false);
+    if (was_healthy || now - last_failure_log_ >= kFailureLogInterval) {
+      spdlog::warn(
+          "audit: {}: commit of {} event(s) failed: {}; {} failed batch(es) so far; the store "
+          "is unhealthy and refuses new connections until a commit succeeds (check free disk "
+          "space and file permissions)",
+          options_.path, batch.size(), error, failures_since_log_);
+      last_failure_log_ = now;
+    }
+  }
+
+  // A throwing callback or stream must not kill the writer: every other
+  // waiting session depends on it.
+  for (Pending& p : batch) {
+    if (!p.done) continue;
+    try {
+      p.done(ok);
+    } catch (const std::exception& e) {
+      spdlog::error("audit: commit callback threw: {}", e.what());
+    } catch (...) {
+      spdlog::error("audit: commit callback threw a non-exception");
+    }
+  }
+  for (const std::string& line : lines) {
+    try {
+      options_.stream(line);
+    } catch (const std::exception& e) {
+      spdlog::error("audit: event stream threw: {}", e.what());
+    } catch (...) {
+      spdlog::error("audit: event stream threw a non-exception");
+    }
+  }
+}
+
+bool SqliteAuditStore::commit(const std::vector<Pending>& batch, std::vector<std::string>& lines,
+                              std::string& error) {
+  sqlite3* db = db_.get();
+  sqlite3_stmt* insert = insert_.get();
+  sqlite3_stmt* head_stmt = chain_head_.get();
+  auto fail = [&](std::string_view stage) {
+    error = std::string(stage) + ": " + sqlite3_errmsg(db);
+    sqlite3_reset(insert);
+    sqlite3_clear_bindings(insert);
+    sqlite3_reset(head_stmt);
+    // After some errors (SQLITE_FULL, SQLITE_IOERR) SQLite has already
+    // rolled back; only a transaction still open needs it.
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    lines.clear();
+    return false;
+  };
+
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return fail("BEGIN IMMEDIATE");
+  }
+  std::string head;
+  const int rc = sqlite3_step(head_stmt);
+  if (rc == SQLITE_ROW) {
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(head_stmt, 0));
+    head.assign(text ? text : "", static_cast<std::size_t>(sqlite3_column_bytes(head_stmt, 0)));
+  } else if (rc == SQLITE_DONE) {
+    head = kGenesisHash;
+  } else {
+    return fail("read chain head");
+  }
+  sqlite3_reset(head_stmt);
+
+  for (const Pending& p : batch) {
+    const std::vector<Value> values = row_values(p.event);
+    std::string hash = chain_hash(head, values);
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (bind(insert, static_cast<int>(i) + 1, values[i]) != SQLITE_OK) return fail("bind");
+    }
+    if (bind_text(insert, kPrevHashParam, head) != SQLITE_OK ||
+        bind_text(insert, kHashParam, hash) != SQLITE_OK) {
+      return fail("bind");
+    }
+    if (sqlite3_step(insert) != SQLITE_DONE) return fail("INSERT");
+    sqlite3_reset(insert);
+    if (options_.stream) {
+      lines.push_back(to_json_line(values, {sqlite3_last_insert_rowid(db), head, hash}));
+    }
+    head = std::move(hash);
+  }
+  sqlite3_clear_bindings(insert);  // the bound text lives in `values`, gone after return
+
+  if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return fail("COMMIT");
+  return true;
+}
+
+}  // namespace egress::audit
