@@ -64,6 +64,15 @@ enum class IpClass {
 };
 
 IpClass classify(const IpAddress& address);
+
+/// The IPv4 address an IPv6 one carries by construction: v4-mapped
+/// (::ffff:a.b.c.d), NAT64 (64:ff9b::/96, 64:ff9b:1::/48, last 32 bits) or
+/// 6to4 (2002:aabb:ccdd::/16). nullopt for IPv4 input and other IPv6.
+std::optional<IpAddress> embedded_v4(const IpAddress& address);
+
+/// `address` itself, or the IPv4 address it denotes when it is v4-mapped
+/// (::ffff:a.b.c.d reaches exactly a.b.c.d through a dual-stack socket).
+IpAddress unmap_v4(const IpAddress& address);
 std::string_view to_string(IpClass ip_class);  // "loopback", "private", ...
 
 }  // namespace egress::policy

@@ -29,6 +29,7 @@ namespace egress::policy {
   X(OriginForm, "origin-form")             /* not a proxy request */              \
   X(BadRequest, "bad-request")                                                    \
   X(HeaderTooLarge, "header-too-large")                                           \
+  X(ClientTimeout, "client-timeout")       /* request head not sent in time */    \
   X(DnsNxdomain, "dns-nxdomain")                                                  \
   X(DnsFailure, "dns-failure")                                                    \
   X(DnsTimeout, "dns-timeout")                                                    \

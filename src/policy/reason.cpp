@@ -1,0 +1,102 @@
+// Reason codes: the string form, parsing, and the one-sentence explanation a
+// worker's operator reads in a 403 body. Codes and enumerators come from the
+// EGRESS_REASONS X-macro in reason.h so the three can never drift apart; only
+// the explanations are written here, in the macro's order.
+#include "egress/policy/reason.h"
+
+#include <array>
+#include <cstddef>
+
+namespace egress::policy {
+namespace {
+
+constexpr std::array<std::string_view, 0
+#define EGRESS_REASON_COUNT(name, code) +1
+                                           EGRESS_REASONS(EGRESS_REASON_COUNT)
+#undef EGRESS_REASON_COUNT
+                                       >
+    kCodes = {
+#define EGRESS_REASON_CODE(name, code) std::string_view{code},
+        EGRESS_REASONS(EGRESS_REASON_CODE)
+#undef EGRESS_REASON_CODE
+};
+
+}  // namespace
+
+std::string_view to_string(Reason reason) {
+  auto index = static_cast<std::size_t>(reason);
+  return index < kCodes.size() ? kCodes[index] : std::string_view{"unknown"};
+}
+
+std::optional<Reason> reason_from_string(std::string_view code) {
+  for (std::size_t i = 0; i < kCodes.size(); ++i) {
+    if (kCodes[i] == code) return static_cast<Reason>(i);
+  }
+  return std::nullopt;
+}
+
+// A switch rather than a table so the compiler (-Wswitch under -Werror) flags
+// a reason added to the macro without an explanation.
+std::string_view explain(Reason reason) {
+  switch (reason) {
+    case Reason::AllowRule:
+      return "An allow rule in the egress policy permits this destination.";
+    case Reason::InternalRule:
+      return "An internal rule in the egress policy permits this internal destination.";
+    case Reason::DeveloperMode:
+      return "Developer mode permits public destinations; every attempt is logged.";
+    case Reason::DenyRule:
+      return "A deny rule in the egress policy blocks this destination; ask an admin to "
+             "change the rule if the destination is needed.";
+    case Reason::NotAllowed:
+      return "No allow rule matches this destination; ask an admin to add it to the "
+             "policy's allow list.";
+    case Reason::NotInternal:
+      return "Production mode only permits internal destinations; ask an admin to add an "
+             "internal rule if this service is part of the deployment.";
+    case Reason::PortNotAllowed:
+      return "The host is allowed but not on this port; ask an admin to add the port to "
+             "the rule's ports.";
+    case Reason::PathNotAllowed:
+      return "The host and port are allowed but not this path; ask an admin to add the "
+             "path prefix to the rule's paths.";
+    case Reason::PrivateAddress:
+      return "The destination resolves to a non-public address (loopback, private, "
+             "link-local or metadata); add an internal rule naming it if it is intended.";
+    case Reason::InvalidHost:
+      return "The destination host is malformed or ambiguous; use a plain DNS name or IP "
+             "address.";
+    case Reason::UnsupportedScheme:
+      return "Only http URLs and CONNECT tunnels are proxied; use http:// or https:// "
+             "through the proxy.";
+    case Reason::OriginForm:
+      return "This is a proxy: send absolute-form requests (GET http://host/path) or "
+             "CONNECT host:port.";
+    case Reason::BadRequest:
+      return "The request could not be parsed; check the client sends valid HTTP/1.1.";
+    case Reason::HeaderTooLarge:
+      return "The request headers exceed the proxy's size limit; send smaller headers.";
+    case Reason::ClientTimeout:
+      return "The client did not send its request in time; send the request promptly "
+             "after connecting.";
+    case Reason::DnsNxdomain:
+      return "The destination name does not exist in DNS; check the spelling.";
+    case Reason::DnsFailure:
+      return "The destination name could not be resolved; retry later or check the "
+             "proxy's DNS servers.";
+    case Reason::DnsTimeout:
+      return "Resolving the destination name timed out; retry later or check the "
+             "proxy's DNS servers.";
+    case Reason::UpstreamUnreachable:
+      return "The destination refused or could not be reached; check that the service "
+             "is up.";
+    case Reason::UpstreamTimeout:
+      return "The destination did not answer in time; retry later.";
+    case Reason::AuditUnavailable:
+      return "The audit log cannot be written, so egress refuses new connections (fail "
+             "closed); an operator must restore the audit store.";
+  }
+  return "Unknown reason.";
+}
+
+}  // namespace egress::policy
