@@ -85,11 +85,14 @@ CaresChannel::CaresChannel(boost::asio::any_io_executor executor, const ChannelO
   mask |= ARES_OPT_TIMEOUTMS;
   opts.tries = std::max(options.tries, 1);
   mask |= ARES_OPT_TRIES;
-  // No search domains: the proxy resolves the normalised name it checked,
-  // never "name.<search domain>".
+  // No search domains and ndots 0: the proxy resolves exactly the normalised
+  // name it checked, never "name.<search domain>", and single-label names
+  // (compose service names) go to DNS as they are.
   opts.domains = nullptr;
   opts.ndomains = 0;
   mask |= ARES_OPT_DOMAINS;
+  opts.ndots = 0;
+  mask |= ARES_OPT_NDOTS;
   if (const int rc = ares_init_options(&channel_, &opts, mask); rc != ARES_SUCCESS) {
     throw std::runtime_error(std::string("dns: cannot initialise c-ares: ") + ares_strerror(rc));
   }

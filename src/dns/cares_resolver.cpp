@@ -59,6 +59,13 @@ Resolution to_resolution(const Answer& answer, const std::string& host) {
     case ARES_EREFUSED:
       return failure(ResolveStatus::ServFail, host + ": DNS server failed or refused: " +
                                                   ares_strerror(answer.status));
+    // c-ares 1.18 moves on to the next server after SERVFAIL or REFUSED and,
+    // when none is left, reports ECONNREFUSED (its initial error), the same
+    // code as for unreachable servers. Either way the servers failed us.
+    case ARES_ECONNREFUSED:
+      return failure(ResolveStatus::ServFail,
+                     host + ": no DNS server answered usefully (SERVFAIL, REFUSED or "
+                            "unreachable); check the resolver's servers");
     case ARES_ETIMEOUT:
       return failure(ResolveStatus::Timeout, host + ": DNS servers did not answer in time");
     default:

@@ -10,7 +10,7 @@ namespace egress::dns {
 namespace {
 
 [[noreturn]] void reject(const std::string& entry, const std::string& why) {
-  throw std::invalid_argument("dns: bad server \"" + entry + "\" in the resolver's server list: " +
+  throw std::runtime_error("dns: bad server \"" + entry + "\" in the resolver's server list: " +
                               why + "; use ip, ip:port or [ipv6]:port, e.g. 127.0.0.1:53");
 }
 

@@ -9,7 +9,7 @@
 
 namespace egress::dns {
 
-/// "127.0.0.1:5353,[::1]:53". Throws std::invalid_argument naming the bad
+/// "127.0.0.1:5353,[::1]:53". Throws std::runtime_error naming the bad
 /// entry and the accepted forms.
 std::string servers_to_csv(const std::vector<std::string>& servers);
 
