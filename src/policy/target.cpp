@@ -181,8 +181,8 @@ HostOrError normalize_host(std::string_view raw) {
   }
   // A bare IPv6 address (as written in policy entries or `egress check`) is
   // unambiguous on its own; authorities require the brackets (parse_authority).
-  if (raw.find(':') != std::string_view::npos && raw.find_first_not_of("0123456789abcdefABCDEF:.%") ==
-                                                     std::string_view::npos) {
+  if (raw.find(':') != std::string_view::npos &&
+      (raw.find('%') != std::string_view::npos || IpAddress::parse(raw))) {
     return normalize_ipv6(raw, raw);
   }
   std::string quoted = "host '" + std::string(raw) + "'";
