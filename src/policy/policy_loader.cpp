@@ -138,9 +138,11 @@ void read_roles(const YAML::Node& roles, int key_line, PolicyModel& model, Probl
     problems.add(line_of(roles, key_line), "roles must be a map from role name to its sources, tokens and rules");
     return;
   }
+  std::vector<int> role_lines;
   for (const auto& entry : roles) {
     std::string name = entry.first.IsScalar() ? entry.first.Scalar() : std::string("?");
-    model.roles.push_back(read_role(name, entry.second, line_of(entry.first, key_line), problems));
+    role_lines.push_back(line_of(entry.first, key_line));
+    model.roles.push_back(read_role(name, entry.second, role_lines.back(), problems));
   }
   // Two roles claiming the same range would make role_for_source ambiguous.
   for (std::size_t i = 0; i < model.roles.size(); ++i) {
@@ -148,7 +150,7 @@ void read_roles(const YAML::Node& roles, int key_line, PolicyModel& model, Probl
       for (const Cidr& source : model.roles[i].sources) {
         const auto& other = model.roles[j].sources;
         if (std::find(other.begin(), other.end(), source) != other.end()) {
-          problems.add(line_of(roles, key_line), "source " + source.to_string() + " is listed in roles '" +
+          problems.add(role_lines[j], "source " + source.to_string() + " is listed in roles '" +
                                                     model.roles[i].name + "' and '" + model.roles[j].name +
                                                     "'; give each range one role");
         }

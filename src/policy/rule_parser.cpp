@@ -232,7 +232,7 @@ std::optional<HostPattern> parse_host_pattern(std::string_view text, std::string
 
 std::vector<Rule> parse_rule_list(const YAML::Node& list, ListKind kind, int key_line, Problems& problems) {
   std::vector<Rule> rules;
-  if (list.IsNull()) return rules;  // "allow:" with nothing under it
+  if (!list.IsDefined() || list.IsNull()) return rules;  // absent, or "allow:" with nothing under it
   if (!list.IsSequence()) {
     problems.add(line_of(list, key_line), std::string(list_name(kind)) +
                                               " must be a list of entries, each '- host' or '- host: ...'");
