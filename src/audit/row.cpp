@@ -11,6 +11,42 @@ Value text(const std::string& s) {
   return s;
 }
 
+// Boost.JSON writes string bytes as they are, and a host that could not be
+// normalised is the worker's raw bytes. A log pipeline must get valid JSON,
+// so the stream (only the stream: the database keeps the bytes the hash
+// covers) replaces each invalid UTF-8 sequence with U+FFFD.
+std::string valid_utf8(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    std::size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
+    if (c < 0x80) len = 1;
+    else if (c >= 0xc2 && c <= 0xdf) len = 2;
+    else if (c == 0xe0) len = 3, lo = 0xa0;
+    else if (c >= 0xe1 && c <= 0xef) len = 3, hi = (c == 0xed ? 0x9f : 0xbf);  // no surrogates
+    else if (c == 0xf0) len = 4, lo = 0x90;
+    else if (c >= 0xf1 && c <= 0xf3) len = 4;
+    else if (c == 0xf4) len = 4, hi = 0x8f;  // nothing above U+10FFFF
+    bool ok = len != 0 && i + len <= n;
+    for (std::size_t k = 1; ok && k < len; ++k) {
+      const unsigned char b = p[i + k];
+      ok = k == 1 ? (b >= lo && b <= hi) : (b >= 0x80 && b <= 0xbf);
+    }
+    if (ok) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 template <typename T>
 Value integer(const std::optional<T>& v) {
   if (!v) return std::monostate{};
@@ -42,6 +78,8 @@ std::string to_json_line(const std::vector<Value>& content, const RowMeta& meta)
           using T = std::decay_t<decltype(v)>;
           if constexpr (std::is_same_v<T, std::monostate>) {
             obj[key] = nullptr;
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            obj[key] = valid_utf8(v);
           } else {
             obj[key] = v;
           }

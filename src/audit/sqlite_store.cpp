@@ -118,9 +118,9 @@ void SqliteAuditStore::enqueue(Event&& event, CommitCallback&& done) {
   }
   if (drops_to_log != 0) {
     spdlog::warn(
-        "audit: {}: queue full ({} events); refused {} event(s) since the last warning, and "
-        "their connections fail closed. The writer is not keeping up: check disk latency or "
-        "raise the queue limit",
+        "audit: {}: queue full ({} events); refused {} event(s) since the last warning: "
+        "their connections fail closed, refused close events are not logged. The writer is "
+        "not keeping up: check disk latency or raise the queue limit",
         options_.path, options_.queue_limit, drops_to_log);
   }
   if (done) done(false);

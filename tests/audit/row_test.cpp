@@ -60,3 +60,11 @@ TEST_CASE("to_json_line writes every column, NULL as null, on one line", "[audit
   CHECK(obj.at("prev_hash").as_string() == std::string(kGenesisHash));
   CHECK(obj.at("hash").as_string() == hash);
 }
+
+TEST_CASE("to_json_line replaces invalid UTF-8 so the stream stays valid JSON", "[audit]") {
+  Event e = decision_event("r1");
+  e.host = "a\xff" "b\xc3(" "\xe2\x82\xac";  // bad byte, truncated sequence, then a valid euro sign
+  const auto obj = boost::json::parse(to_json_line(e, RowMeta{1, kGenesisHash, kGenesisHash}))
+                       .as_object();
+  CHECK(obj.at("host").as_string() == "a\xEF\xBF\xBD" "b\xEF\xBF\xBD(\xe2\x82\xac");
+}
