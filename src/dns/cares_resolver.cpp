@@ -103,6 +103,10 @@ class CaresResolver final : public Resolver {
   }
 
   boost::asio::awaitable<Resolution> resolve(std::string host) override {
+    // Callers pass normalised names; folding case again keeps one cache
+    // entry and one query per name even if one slips through.
+    std::transform(host.begin(), host.end(), host.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (auto local = answer_locally(host)) co_return std::move(*local);
     co_return co_await boost::asio::async_initiate<
         decltype(boost::asio::use_awaitable), void(Resolution)>(

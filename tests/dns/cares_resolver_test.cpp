@@ -141,6 +141,7 @@ TEST_CASE("a second lookup within the TTL is a cache hit", "[dns][resolver]") {
   CHECK(second.from_cache);
   CHECK(strings(second) == strings(first));
   CHECK(first.addresses.size() == 2);
+  CHECK(resolve(io, *resolver, "A.Test").from_cache);  // names are case-folded
   CHECK(dns.queries("a.test", "A") == 1);
 }
 
