@@ -7,7 +7,9 @@
 // the writer).
 #include "audit/database.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -90,6 +92,17 @@ void exec(sqlite3* db, const char* sql, const std::string& path, std::string_vie
 }
 
 DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout) {
+  // Audit rows name hosts and paths workers asked for, so a new database is
+  // not world-readable: owner writes, the owner's group (the security team)
+  // reads. SQLite gives the -wal and -shm files the database's mode.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  if (fd >= 0) {
+    ::close(fd);
+  } else if (errno != EEXIST) {
+    throw AuditError(path + ": cannot open audit database: cannot create the file (" +
+                     std::strerror(errno) + "); check that the directory exists and is writable");
+  }
+
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                                  nullptr);

@@ -64,6 +64,8 @@ TEST_CASE("open_database creates the schema in a new file", "[audit]") {
   CHECK(schema_objects(db.get(), "trigger") ==
         std::set<std::string>{"events_no_update", "events_no_delete"});
   CHECK(query_int(db.get(), "PRAGMA application_id") == 0x45475253);
+  CHECK((std::filesystem::status(path).permissions() & std::filesystem::perms::others_all) ==
+        std::filesystem::perms::none);
   CHECK(query_int(db.get(), "PRAGMA user_version") ==
         static_cast<std::int64_t>(migrations().size()));
 }
