@@ -48,29 +48,13 @@ RuleSet::RuleSet(const std::vector<Rule>& rules, std::vector<PolicyProblem>& pro
   }
 }
 
-void RuleSet::for_each_host_match(std::string_view host, bool is_name,
-                                  const std::function<void(std::uint32_t)>& visit) const {
-  auto visit_all = [&](const IndexMap& map, std::string_view key) {
-    if (auto it = map.find(key); it != map.end()) {
-      for (auto index : it->second) visit(index);
-    }
-  };
-  visit_all(exact_, host);
-  if (is_name && !(domain_.empty() && subdomains_.empty())) {
-    visit_all(domain_, host);
-    // Every proper suffix starting after a dot: "a.b.c" -> "b.c", "c".
-    for (auto dot = host.find('.'); dot != std::string_view::npos; dot = host.find('.', dot + 1)) {
-      auto suffix = host.substr(dot + 1);
-      visit_all(domain_, suffix);
-      visit_all(subdomains_, suffix);
-    }
+std::vector<std::uint32_t> RuleSet::match_regexes(std::string_view host) const {
+  std::vector<std::uint32_t> matched;
+  std::vector<int> hits;
+  if (regexes_ && regexes_->Match(re2::StringPiece(host.data(), host.size()), &hits)) {
+    for (int hit : hits) matched.push_back(regex_rules_[static_cast<std::size_t>(hit)]);
   }
-  if (regexes_) {
-    std::vector<int> hits;
-    if (regexes_->Match(re2::StringPiece(host.data(), host.size()), &hits)) {
-      for (int hit : hits) visit(regex_rules_[static_cast<std::size_t>(hit)]);
-    }
-  }
+  return matched;
 }
 
 CompiledPolicy::CompiledPolicy(const PolicyModel& model) {

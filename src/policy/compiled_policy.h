@@ -38,10 +38,32 @@ class RuleSet {
   /// Calls `visit` with the index of every rule whose host pattern matches
   /// `host` (a normalised host; `is_name` false for IP literals, which never
   /// match domain patterns). Order is unspecified; indexes are file order.
-  void for_each_host_match(std::string_view host, bool is_name,
-                           const std::function<void(std::uint32_t)>& visit) const;
+  /// A template rather than std::function: this is the hot path of decide().
+  template <typename Visit>
+  void for_each_host_match(std::string_view host, bool is_name, Visit&& visit) const {
+    auto visit_all = [&](const IndexMap& map, std::string_view key) {
+      if (auto it = map.find(key); it != map.end()) {
+        for (auto index : it->second) visit(index);
+      }
+    };
+    if (!exact_.empty()) visit_all(exact_, host);
+    if (is_name && !(domain_.empty() && subdomains_.empty())) {
+      visit_all(domain_, host);
+      // Every proper suffix starting after a dot: "a.b.c" -> "b.c", "c".
+      for (auto dot = host.find('.'); dot != std::string_view::npos; dot = host.find('.', dot + 1)) {
+        auto suffix = host.substr(dot + 1);
+        visit_all(domain_, suffix);
+        visit_all(subdomains_, suffix);
+      }
+    }
+    if (regexes_) {
+      for (auto index : match_regexes(host)) visit(index);
+    }
+  }
 
   const Rule& rule(std::uint32_t index) const { return *rules_[index]; }
+  /// Indexes of the regex rules that match `host`.
+  std::vector<std::uint32_t> match_regexes(std::string_view host) const;
   /// Rules with a `cidr`, in file order.
   const std::vector<const Rule*>& cidr_rules() const { return cidr_rules_; }
 
