@@ -1,0 +1,77 @@
+// The service configuration (`serve --config FILE` and the flags that
+// override it): where to listen, where the policy and the audit database
+// are, DNS, limits and timeouts. Kept apart from the policy (what may leave)
+// and from runtime state. Parsing and validation only; no sockets.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "egress/policy/policy.h"
+
+namespace egress::config {
+
+using std::chrono::milliseconds;
+
+struct Limits {
+  std::size_t header_bytes = 32 * 1024;              // request head; over → 431
+  milliseconds header_timeout{10'000};               // first request head (slowloris)
+  milliseconds idle_timeout{60'000};                 // keep-alive wait for the next request
+  milliseconds tunnel_idle_timeout{300'000};         // CONNECT tunnel with no bytes either way
+  milliseconds connect_timeout{10'000};              // upstream TCP connect
+  milliseconds upstream_timeout{60'000};             // upstream response head, and each read/write
+  milliseconds shutdown_grace{10'000};               // SIGTERM: in-flight work may finish
+};
+
+struct DnsConfig {
+  std::vector<std::string> servers;  // "ip" / "ip:port"; empty = /etc/resolv.conf
+  std::map<std::string, std::vector<std::string>> hosts;  // static name → addresses
+  bool use_hosts_file = true;
+  milliseconds timeout{5000};
+  std::chrono::seconds min_ttl{5};
+  std::chrono::seconds max_ttl{300};
+  std::chrono::seconds negative_ttl{5};
+};
+
+enum class AuditSync { Normal, Full };
+
+struct ServeConfig {
+  std::string listen = "127.0.0.1:3128";
+  std::string policy_file;  // "" = the embedded default policy
+  std::optional<policy::Mode> mode;  // overrides the policy file's mode
+  std::string audit_db = "egress-audit.db";
+  AuditSync audit_sync = AuditSync::Normal;
+  std::string audit_stream;  // "" = off, "stdout", or a file path (JSON lines)
+  unsigned threads = 0;      // 0 = one per core
+  DnsConfig dns;
+  Limits limits;
+  std::string log_level = "info";
+};
+
+/// A problem in the configuration file, as "FILE:LINE: what; fix".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Reads a YAML configuration file on top of the defaults. Throws
+/// ConfigError listing every problem (unknown keys, bad durations, …).
+ServeConfig load_config_file(const std::string& path);
+
+/// "250ms", "10s", "5m", "1h" → milliseconds; nullopt if malformed.
+std::optional<milliseconds> parse_duration(std::string_view text);
+
+/// "host:port" / "[v6]:port" as used by --listen: splits and checks it.
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
+std::optional<HostPort> parse_host_port(std::string_view text);
+
+}  // namespace egress::config

@@ -1,0 +1,210 @@
+// Loading `serve --config FILE`: YAML → ServeConfig, collecting every
+// problem with its line so an operator fixes the file in one pass.
+#include "egress/config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace egress::config {
+namespace {
+
+class Reader {
+ public:
+  explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  void problem(const YAML::Node& node, const std::string& message) {
+    problems_.push_back(file_ + ":" + std::to_string(node.Mark().line + 1) + ": " + message);
+  }
+
+  void check_keys(const YAML::Node& map, const std::set<std::string>& known, const std::string& where) {
+    for (const auto& entry : map) {
+      const auto key = entry.first.as<std::string>();
+      if (known.count(key) == 0) {
+        std::string list;
+        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+        problem(entry.first, "unknown key '" + key + "' in " + where + "; valid keys: " + list);
+      }
+    }
+  }
+
+  std::string string(const YAML::Node& node, const std::string& what) {
+    if (!node.IsScalar()) {
+      problem(node, what + " must be a string");
+      return {};
+    }
+    return node.as<std::string>();
+  }
+
+  milliseconds duration(const YAML::Node& node, const std::string& what) {
+    if (node.IsScalar()) {
+      if (auto parsed = parse_duration(node.as<std::string>())) return *parsed;
+    }
+    problem(node, what + " must be a duration such as 250ms, 10s, 5m or 1h");
+    return {};
+  }
+
+  std::uint64_t number(const YAML::Node& node, const std::string& what, std::uint64_t max) {
+    std::uint64_t value = 0;
+    const auto text = node.IsScalar() ? node.as<std::string>() : std::string{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value > max) {
+      problem(node, what + " must be a whole number from 0 to " + std::to_string(max));
+      return 0;
+    }
+    return value;
+  }
+
+  bool boolean(const YAML::Node& node, const std::string& what) {
+    const auto text = node.IsScalar() ? node.as<std::string>() : std::string{};
+    if (text == "true") return true;
+    if (text != "false") problem(node, what + " must be true or false");
+    return false;
+  }
+
+  std::vector<std::string> strings(const YAML::Node& node, const std::string& what) {
+    std::vector<std::string> out;
+    if (!node.IsSequence()) {
+      problem(node, what + " must be a list of strings");
+      return out;
+    }
+    for (const auto& item : node) out.push_back(string(item, what + " entry"));
+    return out;
+  }
+
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::string file_;
+  std::vector<std::string> problems_;
+};
+
+void read_dns(Reader& r, const YAML::Node& node, DnsConfig& dns) {
+  r.check_keys(node, {"servers", "hosts", "hosts_file", "timeout", "min_ttl", "max_ttl", "negative_ttl"}, "dns");
+  if (node["servers"]) dns.servers = r.strings(node["servers"], "dns.servers");
+  if (const auto hosts = node["hosts"]) {
+    if (!hosts.IsMap()) r.problem(hosts, "dns.hosts must map names to lists of addresses");
+    for (const auto& entry : hosts) {
+      dns.hosts[entry.first.as<std::string>()] = r.strings(entry.second, "dns.hosts." + entry.first.as<std::string>());
+    }
+  }
+  if (node["hosts_file"]) dns.use_hosts_file = r.boolean(node["hosts_file"], "dns.hosts_file");
+  if (node["timeout"]) dns.timeout = r.duration(node["timeout"], "dns.timeout");
+  const auto seconds = [&](const char* key, std::chrono::seconds& out) {
+    if (node[key]) out = std::chrono::duration_cast<std::chrono::seconds>(r.duration(node[key], std::string("dns.") + key));
+  };
+  seconds("min_ttl", dns.min_ttl);
+  seconds("max_ttl", dns.max_ttl);
+  seconds("negative_ttl", dns.negative_ttl);
+}
+
+void read_limits(Reader& r, const YAML::Node& node, Limits& limits) {
+  r.check_keys(node,
+               {"header_bytes", "header_timeout", "idle_timeout", "tunnel_idle_timeout", "connect_timeout",
+                "upstream_timeout", "shutdown_grace"},
+               "limits");
+  if (node["header_bytes"]) limits.header_bytes = r.number(node["header_bytes"], "limits.header_bytes", 1 << 20);
+  const std::pair<const char*, milliseconds*> durations[] = {
+      {"header_timeout", &limits.header_timeout},   {"idle_timeout", &limits.idle_timeout},
+      {"tunnel_idle_timeout", &limits.tunnel_idle_timeout}, {"connect_timeout", &limits.connect_timeout},
+      {"upstream_timeout", &limits.upstream_timeout}, {"shutdown_grace", &limits.shutdown_grace},
+  };
+  for (const auto& [key, out] : durations) {
+    if (node[key]) *out = r.duration(node[key], std::string("limits.") + key);
+  }
+}
+
+void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
+  r.check_keys(root,
+               {"listen", "policy", "mode", "audit_db", "audit_sync", "audit_stream", "threads", "dns", "limits", "log_level"},
+               "the configuration");
+  if (root["listen"]) {
+    config.listen = r.string(root["listen"], "listen");
+    if (!parse_host_port(config.listen)) r.problem(root["listen"], "listen must be HOST:PORT, e.g. 127.0.0.1:3128");
+  }
+  if (root["policy"]) config.policy_file = r.string(root["policy"], "policy");
+  if (root["mode"]) {
+    config.mode = policy::mode_from_string(r.string(root["mode"], "mode"));
+    if (!config.mode) r.problem(root["mode"], "mode must be production, self-hosted or developer");
+  }
+  if (root["audit_db"]) config.audit_db = r.string(root["audit_db"], "audit_db");
+  if (root["audit_sync"]) {
+    const auto sync = r.string(root["audit_sync"], "audit_sync");
+    if (sync == "full") config.audit_sync = AuditSync::Full;
+    else if (sync != "normal") r.problem(root["audit_sync"], "audit_sync must be normal or full");
+  }
+  if (root["audit_stream"]) config.audit_stream = r.string(root["audit_stream"], "audit_stream");
+  if (root["threads"]) config.threads = static_cast<unsigned>(r.number(root["threads"], "threads", 256));
+  if (root["dns"]) read_dns(r, root["dns"], config.dns);
+  if (root["limits"]) read_limits(r, root["limits"], config.limits);
+  if (root["log_level"]) config.log_level = r.string(root["log_level"], "log_level");
+}
+
+}  // namespace
+
+std::optional<milliseconds> parse_duration(std::string_view text) {
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end == text.data()) return std::nullopt;
+  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  if (value > 1'000'000'000) return std::nullopt;
+  if (unit == "ms") return milliseconds(value);
+  if (unit == "s") return milliseconds(value * 1000);
+  if (unit == "m") return milliseconds(value * 60'000);
+  if (unit == "h") return milliseconds(value * 3'600'000);
+  return std::nullopt;
+}
+
+std::optional<HostPort> parse_host_port(std::string_view text) {
+  HostPort out;
+  std::string_view port_text;
+  if (text.starts_with('[')) {
+    const auto close = text.find("]:");
+    if (close == std::string_view::npos) return std::nullopt;
+    out.host = std::string(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;
+    out.host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+  }
+  unsigned port = 0;
+  const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (out.host.empty() || port_text.empty() || ec != std::errc{} || end != port_text.data() + port_text.size() ||
+      port > 65535) {
+    return std::nullopt;
+  }
+  out.port = static_cast<std::uint16_t>(port);
+  return out;
+}
+
+ServeConfig load_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ":0: cannot read the configuration file: " + std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+
+  ServeConfig config;
+  Reader reader(path);
+  try {
+    const auto root = YAML::Load(text.str());
+    if (!root.IsMap()) throw ConfigError(path + ":1: the configuration must be a YAML map of settings");
+    read_root(reader, root, config);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
+  }
+  if (!reader.problems().empty()) {
+    std::string all;
+    for (const auto& p : reader.problems()) all += (all.empty() ? "" : "\n") + p;
+    throw ConfigError(all);
+  }
+  return config;
+}
+
+}  // namespace egress::config
