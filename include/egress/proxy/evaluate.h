@@ -1,0 +1,64 @@
+// The decision pipeline shared by `egress serve` and `egress check`: parse
+// what the worker asked for, normalise it, decide, resolve, check the
+// addresses. `check` answers "what would serve do" from this same code, so
+// the what-if can never drift from the real thing.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "egress/dns/resolver.h"
+#include "egress/policy/policy.h"
+
+namespace egress::proxy {
+
+/// What a worker asked to reach, parsed from a request line.
+struct RequestTarget {
+  policy::RequestKind kind = policy::RequestKind::Http;
+  std::string scheme;        // "http" for forwarded requests, "" for CONNECT
+  std::string raw_host;      // as the worker wrote it (for the audit row if it fails)
+  policy::Target target;     // normalised host + port
+  std::string path;          // encoded path ("/" if empty); "" for CONNECT
+  std::string origin_form;   // path + "?query" to send upstream; "" for CONNECT
+};
+
+/// Either a parsed target or why it was refused (HTTP status + reason + text).
+struct ParsedTarget {
+  std::optional<RequestTarget> request;
+  int status = 0;  // 400 when refused
+  policy::Reason reason = policy::Reason::BadRequest;
+  std::string error;
+};
+
+/// An absolute-form request target ("http://host[:port]/path?q"). Origin-form
+/// ("/path") is refused with reason origin-form, other schemes with
+/// unsupported-scheme, userinfo and unparsable hosts with bad-request /
+/// invalid-host.
+ParsedTarget parse_absolute_target(std::string_view target);
+
+/// A CONNECT authority ("host:port", "[v6]:port").
+ParsedTarget parse_connect_target(std::string_view authority);
+
+/// The outcome of evaluate(): the final decision and, when it allows, the
+/// exact endpoints to connect to (invariant 3: never resolved again).
+struct Evaluation {
+  policy::Decision decision;
+  std::vector<boost::asio::ip::tcp::endpoint> endpoints;
+  /// HTTP status to refuse with when the decision denies: 403 for policy,
+  /// 502 for names that do not resolve, 504 for DNS timeouts.
+  int refusal_status = 403;
+  bool from_dns_cache = false;
+};
+
+/// Decides `request` for `role` under `policy`, resolving through `resolver`
+/// when the decision depends on the addresses.
+boost::asio::awaitable<Evaluation> evaluate(const policy::Policy& policy, dns::Resolver& resolver,
+                                            const RequestTarget& request, std::string_view method,
+                                            std::string_view role);
+
+}  // namespace egress::proxy

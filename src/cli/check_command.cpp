@@ -1,0 +1,145 @@
+// `egress check`: the what-if. Decides a URL or HOST:PORT under a policy
+// through proxy::evaluate(), the code path `serve` uses, resolving names
+// the way serve would (same resolver settings from --config).
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/json.hpp>
+
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.h"
+#include "egress/config/config.h"
+#include "egress/dns/resolver.h"
+#include "egress/policy/policy.h"
+#include "egress/proxy/evaluate.h"
+
+namespace egress::cli {
+namespace {
+
+namespace asio = boost::asio;
+
+struct CheckFlags {
+  std::string policy_file, mode, config_file, method = "GET", target;
+  bool json = false;
+};
+
+/// "http://…" is a forwarded request; "https://host[:port]/…" is what a
+/// worker sends through CONNECT (only the authority is visible); anything
+/// else is HOST:PORT as in a CONNECT line.
+proxy::ParsedTarget parse_check_target(const std::string& text) {
+  constexpr std::string_view kHttps = "https://";
+  if (text.size() > kHttps.size() && std::equal(kHttps.begin(), kHttps.end(), text.begin(),
+                                                [](char a, char b) { return a == std::tolower(b); })) {
+    auto authority = text.substr(kHttps.size());
+    authority = authority.substr(0, authority.find_first_of("/?#"));
+    const bool has_port = authority.find(':', authority.rfind(']') == std::string::npos ? 0 : authority.rfind(']')) !=
+                          std::string::npos;
+    return proxy::parse_connect_target(has_port ? authority : authority + ":443");
+  }
+  if (text.find("://") != std::string::npos) return proxy::parse_absolute_target(text);
+  return proxy::parse_connect_target(text);
+}
+
+dns::ResolverOptions resolver_options(const config::DnsConfig& dns) {
+  dns::ResolverOptions options;
+  options.servers = dns.servers;
+  options.use_hosts_file = dns.use_hosts_file;
+  options.timeout = dns.timeout;
+  for (const auto& [name, addresses] : dns.hosts) {
+    for (const auto& a : addresses) options.static_hosts[name].push_back(asio::ip::make_address(a));
+  }
+  return options;
+}
+
+void print(const CheckFlags& flags, const proxy::RequestTarget& request, const proxy::Evaluation& evaluation) {
+  const auto& d = evaluation.decision;
+  if (flags.json) {
+    boost::json::object out;
+    out["target"] = flags.target;
+    out["kind"] = std::string(policy::to_string(request.kind));
+    out["host"] = request.target.host.host;
+    out["port"] = request.target.port;
+    out["decision"] = std::string(policy::to_string(d.verdict));
+    out["reason"] = std::string(policy::to_string(d.reason));
+    out["rule"] = d.rule;
+    out["detail"] = d.detail;
+    out["status"] = d.allows() ? 200 : evaluation.refusal_status;
+    boost::json::array addresses;
+    for (const auto& e : evaluation.endpoints) addresses.emplace_back(e.address().to_string());
+    out["addresses"] = std::move(addresses);
+    std::cout << boost::json::serialize(out) << "\n";
+    return;
+  }
+  std::cout << "target:    " << flags.target << " (" << policy::to_string(request.kind) << " to "
+            << request.target.host.host << ":" << request.target.port << ")\n"
+            << "decision:  " << policy::to_string(d.verdict) << "\n"
+            << "reason:    " << policy::to_string(d.reason) << " - " << policy::explain(d.reason) << "\n"
+            << "rule:      " << (d.rule.empty() ? "(none)" : d.rule) << "\n";
+  if (!d.detail.empty()) std::cout << "detail:    " << d.detail << "\n";
+  if (!evaluation.endpoints.empty()) {
+    std::cout << "addresses:";
+    for (const auto& e : evaluation.endpoints) std::cout << " " << e.address().to_string();
+    std::cout << "\n";
+  }
+}
+
+int run_check(const CheckFlags& flags) {
+  config::ServeConfig config;
+  std::optional<policy::Mode> mode;
+  try {
+    if (!flags.config_file.empty()) config = config::load_config_file(flags.config_file);
+    if (!flags.mode.empty()) {
+      mode = policy::mode_from_string(flags.mode);
+      if (!mode) throw config::ConfigError("--mode " + flags.mode + ": use production, self-hosted or developer");
+    }
+  } catch (const config::ConfigError& e) {
+    std::cerr << "egress check: " << e.what() << "\n";
+    return kExitUsage;
+  }
+  if (!mode) mode = config.mode;
+  const auto policy_file = flags.policy_file.empty() ? config.policy_file : flags.policy_file;
+
+  policy::PolicySnapshot policy;
+  try {
+    policy = policy_file.empty() ? policy::default_policy(mode) : policy::load_policy_file(policy_file, mode);
+  } catch (const policy::PolicyLoadError& e) {
+    std::cerr << "egress check: the policy has errors:\n" << e.what() << "\n";
+    return kExitUsage;
+  }
+
+  const auto parsed = parse_check_target(flags.target);
+  if (!parsed.request) {
+    std::cerr << "egress check: " << flags.target << ": " << policy::to_string(parsed.reason) << ": " << parsed.error
+              << "\n";
+    return kExitUsage;
+  }
+
+  asio::io_context ioc;
+  auto resolver = dns::make_cares_resolver(ioc.get_executor(), resolver_options(config.dns));
+  const auto method = parsed.request->kind == policy::RequestKind::Connect ? std::string("CONNECT") : flags.method;
+  auto future = asio::co_spawn(ioc, proxy::evaluate(*policy, *resolver, *parsed.request, method, ""), asio::use_future);
+  ioc.run();
+  const auto evaluation = future.get();
+  print(flags, *parsed.request, evaluation);
+  return evaluation.decision.allows() ? kExitOk : kExitDenied;
+}
+
+}  // namespace
+
+void add_check_command(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<CheckFlags>();
+  auto* check = app.add_subcommand("check", "What-if: how would serve decide this URL or HOST:PORT? (exit 0 allow, 1 deny)");
+  check->add_option("--policy", flags->policy_file, "policy file (default: the config's, else the embedded default)");
+  check->add_option("--mode", flags->mode, "override the policy's mode");
+  check->add_option("--config", flags->config_file, "serve's configuration file (for its policy and DNS settings)")
+      ->check(CLI::ExistingFile);
+  check->add_option("--method", flags->method, "HTTP method for http:// URLs (default GET)");
+  check->add_flag("--json", flags->json, "print one JSON object");
+  check->add_option("target", flags->target, "http://host/path, https://host/… (checked as CONNECT) or HOST:PORT")
+      ->required();
+  check->callback([flags, &exit_code] { exit_code = run_check(*flags); });
+}
+
+}  // namespace egress::cli

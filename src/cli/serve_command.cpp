@@ -1,0 +1,145 @@
+// `egress serve`: configuration file, then flags on top; the policy; the
+// audit store; then the proxy until a stop signal.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.h"
+#include "egress/audit/store.h"
+#include "egress/config/config.h"
+#include "egress/policy/policy.h"
+#include "egress/proxy/server.h"
+
+namespace egress::cli {
+namespace {
+
+struct ServeFlags {
+  std::string config_file, mode, policy_file, listen, audit_db, audit_stream, log_level;
+  unsigned threads = 0;
+};
+
+/// The configuration file (if any) with the flags on top. Throws
+/// config::ConfigError.
+config::ServeConfig effective_config(const ServeFlags& flags) {
+  auto config = flags.config_file.empty() ? config::ServeConfig{} : config::load_config_file(flags.config_file);
+  if (!flags.mode.empty()) {
+    config.mode = policy::mode_from_string(flags.mode);
+    if (!config.mode) throw config::ConfigError("--mode " + flags.mode + ": use production, self-hosted or developer");
+  }
+  if (!flags.policy_file.empty()) config.policy_file = flags.policy_file;
+  if (!flags.listen.empty()) {
+    if (!config::parse_host_port(flags.listen)) {
+      throw config::ConfigError("--listen " + flags.listen + ": expected HOST:PORT, e.g. 127.0.0.1:3128");
+    }
+    config.listen = flags.listen;
+  }
+  if (!flags.audit_db.empty()) config.audit_db = flags.audit_db;
+  if (!flags.audit_stream.empty()) config.audit_stream = flags.audit_stream;
+  if (!flags.log_level.empty()) config.log_level = flags.log_level;
+  if (flags.threads) config.threads = flags.threads;
+  return config;
+}
+
+/// The JSON-lines audit stream (serve --audit-stream): stdout or a file.
+/// Written by the audit writer thread only.
+std::function<void(const std::string&)> open_stream(const std::string& target) {
+  if (target.empty()) return {};
+  std::shared_ptr<std::FILE> out;
+  if (target == "stdout") {
+    out.reset(stdout, [](std::FILE*) {});
+  } else {
+    out.reset(std::fopen(target.c_str(), "a"), [](std::FILE* f) {
+      if (f) std::fclose(f);
+    });
+    if (!out) throw config::ConfigError("--audit-stream " + target + ": cannot open: " + std::strerror(errno));
+  }
+  return [out](const std::string& line) {
+    std::fwrite(line.data(), 1, line.size(), out.get());
+    std::fputc('\n', out.get());
+    std::fflush(out.get());
+  };
+}
+
+void print_banner(const config::ServeConfig& config, const policy::Policy& policy, const std::string& address) {
+  // With the audit stream on stdout, stdout belongs to the stream.
+  auto& out = config.audit_stream == "stdout" ? std::cerr : std::cout;
+  const auto url = "http://" + address;
+  out << "egress listening on " << address << " (mode " << policy::to_string(policy.mode()) << ", policy "
+      << policy.source() << ", audit " << config.audit_db << ")\n"
+      << "Point a worker at it:\n"
+      << "  export HTTP_PROXY=" << url << " HTTPS_PROXY=" << url << " http_proxy=" << url << " https_proxy=" << url
+      << "\n"
+      << "  curl -x " << url << " https://example.com/\n"
+      << "Stop with Ctrl-C (SIGINT) or SIGTERM; SIGHUP reloads the policy.\n"
+      << std::flush;
+}
+
+int run_serve(const ServeFlags& flags) {
+  config::ServeConfig config;
+  try {
+    config = effective_config(flags);
+  } catch (const config::ConfigError& e) {
+    std::cerr << "egress serve: " << e.what() << "\n";
+    return kExitUsage;
+  }
+  spdlog::set_default_logger(spdlog::stderr_color_mt("egress"));
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
+
+  const proxy::PolicyLoader load_policy = [&config] {
+    return config.policy_file.empty() ? policy::default_policy(config.mode)
+                                      : policy::load_policy_file(config.policy_file, config.mode);
+  };
+  policy::PolicySnapshot first_policy;
+  try {
+    first_policy = load_policy();
+  } catch (const policy::PolicyLoadError& e) {
+    std::cerr << "egress serve: the policy has errors:\n" << e.what() << "\n";
+    return kExitUsage;
+  }
+
+  audit::AuditStorePtr store;
+  try {
+    audit::StoreOptions options;
+    options.path = config.audit_db;
+    options.sync = config.audit_sync == config::AuditSync::Full ? audit::StoreOptions::Sync::Full
+                                                                : audit::StoreOptions::Sync::Normal;
+    options.stream = open_stream(config.audit_stream);
+    store = audit::AuditStore::open(options);
+  } catch (const std::exception& e) {
+    std::cerr << "egress serve: cannot open the audit database: " << e.what() << "\n";
+    return kExitUsage;
+  }
+
+  try {
+    const int code = proxy::serve(config, load_policy, *store, [&](const std::string& address) {
+      print_banner(config, *first_policy, address);
+    });
+    store.reset();  // flushes every queued event before exit
+    spdlog::info("stopped; audit log flushed");
+    return code;
+  } catch (const std::exception& e) {
+    std::cerr << "egress serve: " << e.what() << "\n";
+    return kExitUsage;
+  }
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<ServeFlags>();
+  auto* serve = app.add_subcommand("serve", "Run the proxy (no flags: developer mode on 127.0.0.1:3128)");
+  serve->add_option("--config", flags->config_file, "YAML configuration file (flags override it)")->check(CLI::ExistingFile);
+  serve->add_option("--mode", flags->mode, "production | self-hosted | developer (overrides the policy's mode)");
+  serve->add_option("--policy", flags->policy_file, "policy file (default: embedded developer-mode policy)");
+  serve->add_option("--listen", flags->listen, "HOST:PORT to listen on (default 127.0.0.1:3128)");
+  serve->add_option("--audit-db", flags->audit_db, "SQLite audit database (default egress-audit.db)");
+  serve->add_option("--audit-stream", flags->audit_stream, "also write audit events as JSON lines: stdout or a file");
+  serve->add_option("--threads", flags->threads, "worker threads (default: one per core)");
+  serve->add_option("--log-level", flags->log_level, "trace | debug | info | warn | error (default info)");
+  serve->callback([flags, &exit_code] { exit_code = run_serve(*flags); });
+}
+
+}  // namespace egress::cli

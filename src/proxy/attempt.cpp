@@ -1,0 +1,120 @@
+// Building audit events and the canonical log line from an Attempt.
+#include "proxy/attempt.h"
+
+#include <random>
+
+#include "egress/proxy/evaluate.h"
+
+namespace egress::proxy {
+
+std::string new_request_id() {
+  thread_local std::mt19937_64 generator{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  auto bits = generator();
+  std::string id(16, '0');
+  for (auto& c : id) {
+    c = kHex[bits & 0xf];
+    bits >>= 4;
+  }
+  return id;
+}
+
+Attempt::Attempt(std::string client_addr, policy::Mode mode, std::string role) {
+  event_.request_id = new_request_id();
+  event_.ts = std::chrono::system_clock::now();
+  event_.client_addr = std::move(client_addr);
+  event_.mode = std::string(policy::to_string(mode));
+  event_.role = std::move(role);
+}
+
+void Attempt::set_target(const RequestTarget& target) {
+  event_.kind = std::string(policy::to_string(target.kind));
+  event_.scheme = target.scheme;
+  event_.host = target.target.host.host;
+  event_.port = target.target.port;
+  event_.path = target.path;
+}
+
+void Attempt::set_decision(const policy::Decision& decision) {
+  event_.decision = std::string(policy::to_string(decision.verdict));
+  event_.reason = std::string(policy::to_string(decision.reason));
+  event_.rule = decision.rule;
+  refusal_reason_ = decision.reason;
+  detail_ = decision.detail;
+}
+
+void Attempt::set_refusal(policy::Reason reason, std::string detail) {
+  event_.decision = std::string(policy::to_string(policy::Verdict::Deny));
+  event_.reason = std::string(policy::to_string(reason));
+  refusal_reason_ = reason;
+  detail_ = std::move(detail);
+}
+
+void Attempt::set_failure(policy::Reason reason, std::string detail) {
+  refusal_reason_ = reason;
+  detail_ = std::move(detail);
+  failed_ = true;
+}
+
+std::string Attempt::error_text() const {
+  if (!failed_) return detail_;
+  return std::string(policy::to_string(refusal_reason_)) + (detail_.empty() ? "" : ": " + detail_);
+}
+
+audit::Event Attempt::decision_event() const {
+  audit::Event out = event_;
+  out.event = audit::EventType::Decision;
+  out.upstream_addr.clear();
+  out.error = detail_;
+  return out;
+}
+
+audit::Event Attempt::close_event(const Outcome& outcome) const {
+  audit::Event out = event_;
+  out.event = audit::EventType::Close;
+  out.ts = std::chrono::system_clock::now();
+  out.status = outcome.status;
+  out.bytes_up = static_cast<std::int64_t>(outcome.bytes_up);
+  out.bytes_down = static_cast<std::int64_t>(outcome.bytes_down);
+  out.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
+  out.error = outcome.error;
+  return out;
+}
+
+std::string Attempt::log_line(const Outcome& outcome) const {
+  const auto field = [](std::string& line, std::string_view name, std::string_view value) {
+    if (value.empty()) return;
+    line += ' ';
+    line += name;
+    line += '=';
+    const bool quote = value.find_first_of(" \"=") != std::string_view::npos;
+    if (quote) line += '"';
+    for (const char c : value) {
+      if (c == '"' || c == '\\') line += '\\';
+      line += c;
+    }
+    if (quote) line += '"';
+  };
+  const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
+  std::string line = "request_id=" + event_.request_id;
+  field(line, "kind", event_.kind);
+  field(line, "client_addr", event_.client_addr);
+  field(line, "role", event_.role);
+  field(line, "mode", event_.mode);
+  field(line, "method", event_.method);
+  field(line, "host", event_.host);
+  field(line, "port", event_.port ? std::to_string(*event_.port) : "");
+  field(line, "path", event_.path);
+  field(line, "decision", event_.decision);
+  field(line, "reason", event_.reason);
+  field(line, "rule", event_.rule);
+  field(line, "upstream_addr", event_.upstream_addr);
+  field(line, "status", std::to_string(outcome.status));
+  field(line, "bytes_up", std::to_string(outcome.bytes_up));
+  field(line, "bytes_down", std::to_string(outcome.bytes_down));
+  field(line, "duration_ms", std::to_string(duration.count()));
+  field(line, "error", outcome.error);
+  return line;
+}
+
+}  // namespace egress::proxy

@@ -1,0 +1,73 @@
+// One worker attempt (an HTTP request, or a CONNECT tunnel) as the audit log
+// and the canonical log line see it. The session fills it as it learns
+// things (who, what, decision), then asks it for the `decision` and `close`
+// events. Plain data; no I/O.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "egress/audit/event.h"
+#include "egress/policy/policy.h"
+
+namespace egress::proxy {
+
+struct RequestTarget;
+
+/// A fresh, unique request id: 16 hex characters (64 random bits), so ids
+/// from several replicas can share one log.
+std::string new_request_id();
+
+class Attempt {
+ public:
+  Attempt(std::string client_addr, policy::Mode mode, std::string role);
+
+  void set_kind(policy::RequestKind kind) { event_.kind = std::string(policy::to_string(kind)); }
+  void set_method(std::string method) { event_.method = std::move(method); }
+  /// Records the raw host when the target could not be parsed.
+  void set_raw_target(std::string host) { event_.host = std::move(host); }
+  void set_target(const RequestTarget& target);
+  void set_decision(const policy::Decision& decision);
+  /// A refusal before any decision (bad request, header too large): the
+  /// attempt is recorded as a deny with this reason.
+  void set_refusal(policy::Reason reason, std::string detail);
+  /// A failure after the decision (upstream unreachable, audit unavailable):
+  /// the decision stays as made; the refusal shows this reason and the
+  /// close event's error starts with its code.
+  void set_failure(policy::Reason reason, std::string detail);
+  void set_upstream(std::string addr) { event_.upstream_addr = std::move(addr); }
+
+  const std::string& request_id() const { return event_.request_id; }
+  const std::string& host() const { return event_.host; }
+  const std::string& role() const { return event_.role; }
+  const std::string& mode() const { return event_.mode; }
+  /// The reason a worker is shown: the decision's, or the later failure's.
+  policy::Reason refusal_reason() const { return refusal_reason_; }
+  const std::string& detail() const { return detail_; }
+  /// For the close event: "code: detail" after a failure, else the detail.
+  std::string error_text() const;
+
+  audit::Event decision_event() const;
+
+  struct Outcome {
+    int status = 0;
+    std::uint64_t bytes_up = 0;    // bytes written to the upstream
+    std::uint64_t bytes_down = 0;  // bytes written to the worker
+    std::string error;             // "" when nothing went wrong
+  };
+  audit::Event close_event(const Outcome& outcome) const;
+
+  /// The one canonical log line for this attempt (logged when it closes),
+  /// with the audit table's field names.
+  std::string log_line(const Outcome& outcome) const;
+
+ private:
+  audit::Event event_;
+  std::string detail_;
+  policy::Reason refusal_reason_ = policy::Reason::NotAllowed;
+  bool failed_ = false;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace egress::proxy

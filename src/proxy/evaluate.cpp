@@ -1,0 +1,149 @@
+// Request-target parsing (Boost.URL) and the decide → resolve → check
+// pipeline. See egress/proxy/evaluate.h.
+#include "egress/proxy/evaluate.h"
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+namespace egress::proxy {
+namespace {
+
+namespace asio = boost::asio;
+using policy::Reason;
+
+ParsedTarget refuse(Reason reason, std::string error) {
+  ParsedTarget out;
+  out.status = 400;
+  out.reason = reason;
+  out.error = std::move(error);
+  return out;
+}
+
+policy::IpAddress to_policy_address(const asio::ip::address& address) {
+  if (address.is_v4()) return policy::IpAddress::v4(address.to_v4().to_uint());
+  return policy::IpAddress::v6(address.to_v6().to_bytes());
+}
+
+asio::ip::address to_asio_address(const policy::IpAddress& address) {
+  if (address.is_v4()) {
+    return asio::ip::address_v4({address.bytes[0], address.bytes[1], address.bytes[2], address.bytes[3]});
+  }
+  return asio::ip::address_v6(address.bytes);
+}
+
+Reason reason_for(dns::ResolveStatus status) {
+  switch (status) {
+    case dns::ResolveStatus::NxDomain:
+    case dns::ResolveStatus::NoData:
+      return Reason::DnsNxdomain;
+    case dns::ResolveStatus::Timeout:
+      return Reason::DnsTimeout;
+    default:
+      return Reason::DnsFailure;
+  }
+}
+
+}  // namespace
+
+ParsedTarget parse_absolute_target(std::string_view target) {
+  if (target.starts_with('/')) {
+    return refuse(Reason::OriginForm,
+                  "this is a forward proxy: send the absolute URL (GET http://host/path), "
+                  "or use CONNECT host:443 for HTTPS");
+  }
+  const auto parsed = boost::urls::parse_absolute_uri(target);
+  if (!parsed) return refuse(Reason::BadRequest, "the request target is not a valid absolute URL");
+  const boost::urls::url_view url = *parsed;
+
+  const auto scheme = url.scheme();
+  if (scheme == "https") {
+    return refuse(Reason::UnsupportedScheme, "send https:// URLs through a CONNECT tunnel (set HTTPS_PROXY)");
+  }
+  if (scheme != "http") {
+    return refuse(Reason::UnsupportedScheme, "scheme '" + std::string(scheme) + "' is not proxied; only http (and https via CONNECT)");
+  }
+  if (!url.has_authority() || url.encoded_host().empty()) {
+    return refuse(Reason::BadRequest, "the URL names no host");
+  }
+  if (url.has_userinfo()) {
+    return refuse(Reason::BadRequest, "URLs with user:password@ are refused; send credentials in headers");
+  }
+
+  RequestTarget out;
+  out.kind = policy::RequestKind::Http;
+  out.scheme = "http";
+  out.raw_host = std::string(url.encoded_host());
+  auto host = policy::normalize_host(out.raw_host);
+  if (!host.host) return refuse(Reason::InvalidHost, host.error);
+  out.target.host = std::move(*host.host);
+
+  out.target.port = 80;
+  if (url.has_port() && !url.port().empty()) {
+    const auto port = url.port_number();
+    if (port == 0 || std::to_string(port) != url.port()) return refuse(Reason::BadRequest, "the port must be 1-65535");
+    out.target.port = port;
+  }
+  out.path = url.encoded_path().empty() ? "/" : std::string(url.encoded_path());
+  out.origin_form = out.path;
+  if (url.has_query()) out.origin_form += "?" + std::string(url.encoded_query());
+
+  ParsedTarget result;
+  result.request = std::move(out);
+  return result;
+}
+
+ParsedTarget parse_connect_target(std::string_view authority) {
+  auto parsed = policy::parse_authority(authority);
+  if (!parsed.target) return refuse(Reason::InvalidHost, parsed.error);
+  RequestTarget out;
+  out.kind = policy::RequestKind::Connect;
+  out.raw_host = std::string(authority);
+  out.target = std::move(*parsed.target);
+  ParsedTarget result;
+  result.request = std::move(out);
+  return result;
+}
+
+asio::awaitable<Evaluation> evaluate(const policy::Policy& policy, dns::Resolver& resolver,
+                                     const RequestTarget& request, std::string_view method,
+                                     std::string_view role) {
+  const policy::DecideArgs args{request.target, request.kind, method, request.path, role};
+  Evaluation out;
+  out.decision = policy.decide(args);
+
+  const auto& host = request.target.host;
+  if (out.decision.needs_addresses) {
+    auto resolution = co_await resolver.resolve(host.host);
+    out.from_dns_cache = resolution.from_cache;
+    if (resolution.status != dns::ResolveStatus::Ok) {
+      policy::Decision failed = out.decision;
+      failed.verdict = policy::Verdict::Deny;
+      failed.reason = reason_for(resolution.status);
+      failed.detail = host.host + ": " + resolution.error;
+      out.decision = std::move(failed);
+      out.refusal_status = resolution.status == dns::ResolveStatus::Timeout ? 504 : 502;
+      co_return out;
+    }
+    std::vector<policy::IpAddress> addresses;
+    for (const auto& a : resolution.addresses) addresses.push_back(to_policy_address(a));
+    out.decision = policy.check_addresses(out.decision, args, addresses);
+    if (out.decision.allows()) {
+      for (const auto& a : resolution.addresses) out.endpoints.emplace_back(a, request.target.port);
+    }
+  } else if (out.decision.allows() && host.address) {
+    out.endpoints.emplace_back(to_asio_address(*host.address), request.target.port);
+  }
+  if (out.decision.allows() && out.endpoints.empty()) {
+    // A decision that allows but names nothing to connect to would be a
+    // policy bug; refuse rather than guess.
+    policy::Decision refused = out.decision;
+    refused.verdict = policy::Verdict::Deny;
+    refused.reason = Reason::DnsFailure;
+    refused.detail = "no address to connect to";
+    out.decision = std::move(refused);
+    out.refusal_status = 502;
+  }
+  co_return out;
+}
+
+}  // namespace egress::proxy

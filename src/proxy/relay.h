@@ -1,0 +1,134 @@
+// Moving bytes: an HTTP message streamed from one side to the other through
+// a fixed buffer (a 1 GiB body never sits in memory), and the two-way byte
+// pump of a CONNECT tunnel with an idle watchdog.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
+
+namespace egress::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+/// Chosen so a relay keeps a few TCP segments in flight per system call
+/// without making every live connection expensive.
+inline constexpr std::size_t kRelayBufferBytes = 16 * 1024;
+
+struct RelayResult {
+  enum class Failed { Nothing, Reading, Writing };
+  Failed failed = Failed::Nothing;
+  beast::error_code ec;
+  std::uint64_t bytes_written = 0;
+};
+
+/// Streams the message whose head `parser` has read from `in` to `out`: the
+/// head (as the caller rewrote it in parser.get()) and then the body, chunk
+/// by chunk. `read_timeout` / `write_timeout` bound each operation.
+template <bool isRequest>
+asio::awaitable<RelayResult> relay_message(beast::tcp_stream& in, beast::flat_buffer& in_buffer,
+                                           http::parser<isRequest, http::buffer_body>& parser,
+                                           beast::tcp_stream& out, std::chrono::milliseconds read_timeout,
+                                           std::chrono::milliseconds write_timeout) {
+  RelayResult result;
+  std::array<char, kRelayBufferBytes> buffer;
+  http::serializer<isRequest, http::buffer_body> serializer{parser.get()};
+  do {
+    auto& body = parser.get().body();
+    if (!parser.is_done()) {
+      body.data = buffer.data();
+      body.size = buffer.size();
+      in.expires_after(read_timeout);
+      auto [ec, n] = co_await http::async_read(in, in_buffer, parser, use_nothrow);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        result.failed = RelayResult::Failed::Reading;
+        result.ec = ec;
+        co_return result;
+      }
+      body.size = buffer.size() - body.size;
+      body.data = buffer.data();
+      body.more = !parser.is_done();
+    } else {
+      body.data = nullptr;
+      body.size = 0;
+      body.more = false;
+    }
+    out.expires_after(write_timeout);
+    auto [ec, n] = co_await http::async_write(out, serializer, use_nothrow);
+    result.bytes_written += n;
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      result.failed = RelayResult::Failed::Writing;
+      result.ec = ec;
+      co_return result;
+    }
+  } while (!serializer.is_done());
+  co_return result;
+}
+
+/// One direction of a tunnel: copies until EOF, then half-closes `to` so the
+/// peer sees the end while the other direction may still run. A hard error
+/// closes both sockets, which ends the other direction too.
+inline asio::awaitable<void> pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, std::uint64_t& bytes,
+                                  std::chrono::steady_clock::time_point& last_activity) {
+  std::array<char, kRelayBufferBytes> buffer;
+  for (;;) {
+    auto [read_ec, n] = co_await from.async_read_some(asio::buffer(buffer), use_nothrow);
+    if (read_ec) {
+      beast::error_code ignored;
+      if (read_ec == asio::error::eof) {
+        to.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+      } else {
+        from.close(ignored);
+        to.close(ignored);
+      }
+      co_return;
+    }
+    last_activity = std::chrono::steady_clock::now();
+    auto [write_ec, written] = co_await asio::async_write(to, asio::buffer(buffer.data(), n), use_nothrow);
+    bytes += written;
+    if (write_ec) {
+      beast::error_code ignored;
+      from.close(ignored);
+      to.close(ignored);
+      co_return;
+    }
+  }
+}
+
+/// Returns once nothing has moved for `idle` (or when cancelled).
+inline asio::awaitable<void> idle_watchdog(const std::chrono::steady_clock::time_point& last_activity,
+                                           std::chrono::milliseconds idle) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    const auto deadline = last_activity + idle;
+    if (deadline <= std::chrono::steady_clock::now()) co_return;
+    timer.expires_at(deadline);
+    auto [ec] = co_await timer.async_wait(use_nothrow);
+    if (ec) co_return;  // cancelled: the tunnel ended first
+  }
+}
+
+}  // namespace egress::proxy

@@ -1,0 +1,218 @@
+// The listener side of `egress serve`: one Worker (io_context + resolver +
+// SO_REUSEPORT acceptor) per thread, the accept loops, and the control
+// thread that handles signals: SIGHUP reloads the policy, SIGTERM/SIGINT
+// drain and stop.
+//
+// Stop sequence: (1) close every acceptor; (2) wait until no session is
+// left or limits.shutdown_grace has passed; (3) abort the sessions still
+// open (each writes its close event as it unwinds) and give them a moment;
+// (4) stop the io_contexts and join. The audit store is flushed by its
+// owner afterwards.
+#include "egress/proxy/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <thread>
+
+#include "proxy/relay.h"
+#include "proxy/session.h"
+#include "proxy/worker.h"
+
+namespace egress::proxy {
+namespace {
+
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+asio::awaitable<void> run_session(tcp::socket socket, Worker& worker) {
+  Session session(worker, std::move(socket));
+  co_await session.run();
+}
+
+asio::awaitable<void> accept_loop(Worker& worker) {
+  for (;;) {
+    auto [ec, socket] = co_await worker.acceptor->async_accept(use_nothrow);
+    if (ec == asio::error::operation_aborted || !worker.acceptor->is_open()) co_return;
+    if (ec) {
+      // Out of file descriptors and the like: back off instead of spinning.
+      spdlog::warn("accept failed: {}; retrying in 100 ms", ec.message());
+      asio::steady_timer pause(worker.ioc, 100ms);
+      co_await pause.async_wait(use_nothrow);
+      continue;
+    }
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    asio::co_spawn(worker.ioc, run_session(std::move(socket), worker), [](std::exception_ptr error) {
+      if (!error) return;
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        spdlog::error("session ended by an unexpected error: {}", e.what());
+      }
+    });
+  }
+}
+
+tcp::endpoint listen_endpoint(const std::string& listen) {
+  const auto host_port = config::parse_host_port(listen);
+  if (!host_port) throw std::runtime_error("cannot listen on '" + listen + "': expected HOST:PORT");
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(host_port->host, ec);
+  if (ec) throw std::runtime_error("cannot listen on '" + listen + "': '" + host_port->host + "' is not an IP address");
+  return {address, host_port->port};
+}
+
+void open_acceptor(Worker& worker, const tcp::endpoint& endpoint) {
+  auto& acceptor = worker.acceptor.emplace(worker.ioc);
+  beast::error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) {
+    // One acceptor per thread on the same port; the kernel spreads
+    // connections across them.
+    const int on = 1;
+    if (::setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
+      ec.assign(errno, boost::system::system_category());
+    }
+  }
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("cannot listen on " + endpoint.address().to_string() + ":" +
+                                   std::to_string(endpoint.port()) + ": " + ec.message());
+}
+
+dns::ResolverOptions resolver_options(const config::DnsConfig& dns) {
+  dns::ResolverOptions options;
+  options.servers = dns.servers;
+  options.use_hosts_file = dns.use_hosts_file;
+  options.timeout = dns.timeout;
+  options.min_ttl = dns.min_ttl;
+  options.max_ttl = dns.max_ttl;
+  options.negative_ttl = dns.negative_ttl;
+  for (const auto& [name, addresses] : dns.hosts) {
+    auto& out = options.static_hosts[name];
+    for (const auto& text : addresses) {
+      beast::error_code ec;
+      out.push_back(asio::ip::make_address(text, ec));
+      if (ec) throw std::runtime_error("dns.hosts: '" + text + "' for " + name + " is not an IP address");
+    }
+  }
+  return options;
+}
+
+class Control {
+ public:
+  // The signal handlers are installed here, before any thread starts, so a
+  // SIGTERM that arrives early is not fatal.
+  Control(Shared& shared, std::vector<std::unique_ptr<Worker>>& workers, const PolicyLoader& load_policy)
+      : shared_(shared), workers_(workers), load_policy_(load_policy) {}
+
+  void run() {
+    asio::co_spawn(ioc_, handle_signals(), asio::detached);
+    ioc_.run();
+  }
+
+ private:
+  asio::awaitable<void> handle_signals() {
+    for (;;) {
+      const int signal = co_await signals_.async_wait(asio::use_awaitable);
+      if (signal == SIGHUP) {
+        reload();
+        continue;
+      }
+      spdlog::info("received {}; no longer accepting, draining for up to {} ms", signal == SIGTERM ? "SIGTERM" : "SIGINT",
+                   shared_.config.limits.shutdown_grace.count());
+      co_await drain();
+      co_return;
+    }
+  }
+
+  void reload() {
+    try {
+      auto next = load_policy_();
+      shared_.policy.store(next);
+      spdlog::info("policy reloaded from {} (mode {})", next->source(), policy::to_string(next->mode()));
+    } catch (const std::exception& e) {
+      spdlog::error("policy reload failed; the previous policy stays in force:\n{}", e.what());
+    }
+  }
+
+  asio::awaitable<void> wait_for_sessions(std::chrono::milliseconds budget) {
+    asio::steady_timer timer(ioc_);
+    const auto deadline = std::chrono::steady_clock::now() + budget;
+    while (shared_.active_sessions.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      timer.expires_after(20ms);
+      co_await timer.async_wait(use_nothrow);
+    }
+  }
+
+  asio::awaitable<void> drain() {
+    for (auto& worker : workers_) {
+      asio::post(worker->ioc, [&worker] {
+        beast::error_code ignored;
+        worker->acceptor->close(ignored);
+      });
+    }
+    co_await wait_for_sessions(shared_.config.limits.shutdown_grace);
+    if (const int left = shared_.active_sessions.load(); left > 0) {
+      spdlog::warn("grace period over; closing {} open connection(s)", left);
+      for (auto& worker : workers_) {
+        asio::post(worker->ioc, [&worker] {
+          for (auto* session : worker->sessions) session->abort();
+        });
+      }
+      co_await wait_for_sessions(2s);
+    }
+    for (auto& worker : workers_) worker->ioc.stop();
+  }
+
+  asio::io_context ioc_{1};
+  asio::signal_set signals_{ioc_, SIGTERM, SIGINT, SIGHUP};
+  Shared& shared_;
+  std::vector<std::unique_ptr<Worker>>& workers_;
+  const PolicyLoader& load_policy_;
+};
+
+}  // namespace
+
+int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, audit::AuditStore& audit,
+          const std::function<void(const std::string& address)>& on_listening) {
+  Shared shared(config, load_policy(), audit);
+  const unsigned threads = config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency());
+  const auto dns_options = resolver_options(config.dns);
+
+  std::vector<std::unique_ptr<Worker>> workers;
+  auto endpoint = listen_endpoint(config.listen);
+  for (unsigned i = 0; i < threads; ++i) {
+    auto& worker = *workers.emplace_back(std::make_unique<Worker>(shared, dns_options));
+    open_acceptor(worker, endpoint);
+    endpoint = worker.acceptor->local_endpoint();  // port 0: the others share the port the first one got
+  }
+  Control control(shared, workers, load_policy);  // signal handlers first
+  for (auto& worker : workers) asio::co_spawn(worker->ioc, accept_loop(*worker), asio::detached);
+
+  const auto address = endpoint.address();
+  on_listening((address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
+               std::to_string(endpoint.port()));
+
+  std::vector<std::thread> running;
+  for (auto& worker : workers) {
+    running.emplace_back([&worker] {
+      try {
+        worker->ioc.run();
+      } catch (const std::exception& e) {
+        spdlog::critical("worker thread stopped: {}", e.what());
+      }
+    });
+  }
+  control.run();
+  for (auto& thread : running) thread.join();
+  workers.clear();  // sessions and resolvers go before the audit store is flushed
+  return 0;
+}
+
+}  // namespace egress::proxy

@@ -1,0 +1,339 @@
+// A worker connection: the request loop, plain-HTTP forwarding and CONNECT
+// tunnels. See session.h for the phases and states.
+#include "proxy/session.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <boost/asio/connect.hpp>
+
+#include "proxy/http_rules.h"
+#include "proxy/relay.h"
+
+namespace egress::proxy {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+using tcp = asio::ip::tcp;
+using policy::Reason;
+
+std::string endpoint_text(const tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
+         std::to_string(endpoint.port());
+}
+
+/// Awaits the audit store's commit of `event` (invariant 2): resumes on
+/// this coroutine's executor with true once the row is durable.
+asio::awaitable<bool> commit(audit::AuditStore& store, audit::Event event) {
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(bool)>(
+      [&store](auto handler, audit::Event event) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        store.record(std::move(event), [shared](bool committed) {
+          auto executor = asio::get_associated_executor(*shared);
+          asio::post(executor, [shared, committed]() mutable { std::move (*shared)(committed); });
+        });
+      },
+      asio::use_awaitable, std::move(event));
+}
+
+/// A kept-alive upstream connection is reused only if the upstream has not
+/// closed it meanwhile (a peek that would block means: still open, no data).
+bool still_open(tcp::socket& socket) {
+  char byte;
+  const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+bool expects_continue(const http::request_header<>& head) {
+  const auto expect = head[http::field::expect];
+  return beast::iequals(expect, "100-continue");
+}
+
+}  // namespace
+
+Session::Session(Worker& worker, tcp::socket socket)
+    : worker_(worker), client_(std::move(socket)) {
+  beast::error_code ec;
+  const auto remote = client_.socket().remote_endpoint(ec);
+  client_addr_ = ec ? "unknown" : endpoint_text(remote);
+  registration_ = worker_.sessions.insert(worker_.sessions.end(), this);
+  ++worker_.shared.active_sessions;
+}
+
+Session::~Session() {
+  worker_.sessions.erase(registration_);
+  --worker_.shared.active_sessions;
+}
+
+void Session::abort() {
+  beast::error_code ignored;
+  client_.socket().close(ignored);
+  if (upstream_) upstream_->stream.socket().close(ignored);
+}
+
+Attempt Session::new_attempt(policy::Mode mode) const { return Attempt(client_addr_, mode, ""); }
+
+void Session::record_close(const Attempt& attempt, const Attempt::Outcome& outcome) {
+  worker_.shared.audit.record(attempt.close_event(outcome));
+  spdlog::info("{}", attempt.log_line(outcome));
+}
+
+asio::awaitable<void> Session::run() {
+  const auto& limits = worker_.shared.config.limits;
+  bool first = true;
+  for (;;) {
+    RequestParser parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
+    parser.body_limit(boost::none);
+    client_.expires_after(first ? limits.header_timeout : limits.idle_timeout);
+    auto [ec, n] = co_await http::async_read_header(client_, client_buffer_, parser, use_nothrow);
+    if (ec) {
+      co_await refuse_unreadable(ec);
+      co_return;
+    }
+    first = false;
+    if (parser.get().method() == http::verb::connect) {
+      co_await serve_connect(parser);
+      co_return;
+    }
+    if (!co_await serve_request(parser)) co_return;
+  }
+}
+
+asio::awaitable<void> Session::refuse_unreadable(beast::error_code ec) {
+  // A connection closed or idle between requests is normal; only a request
+  // that started and could not be read is an attempt worth an answer.
+  const bool started = client_buffer_.size() > 0;
+  if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
+      ec == asio::error::connection_reset || !started) {
+    co_return;
+  }
+  const auto policy = worker_.shared.policy.load();
+  Attempt attempt = new_attempt(policy->mode());
+  attempt.set_kind(policy::RequestKind::Http);
+  int status = 400;
+  if (ec == http::error::header_limit) {
+    status = 431;
+    attempt.set_refusal(Reason::HeaderTooLarge,
+                        "the request head is over " + std::to_string(worker_.shared.config.limits.header_bytes) +
+                            " bytes");
+  } else if (ec == beast::error::timeout) {
+    status = 408;
+    attempt.set_refusal(Reason::ClientTimeout, "the request head did not arrive in time");
+  } else {
+    attempt.set_refusal(Reason::BadRequest, "malformed request: " + ec.message());
+  }
+  worker_.shared.audit.record(attempt.decision_event());
+  co_await refuse(attempt, status, 11, false);
+}
+
+asio::awaitable<bool> Session::refuse(Attempt& attempt, int status, unsigned version, bool keep_alive) {
+  auto response = refusal_response(status, attempt, version, keep_alive);
+  client_.expires_after(worker_.shared.config.limits.idle_timeout);
+  auto [ec, n] = co_await http::async_write(client_, response, use_nothrow);
+  record_close(attempt, {status, 0, n, ec ? "writing the refusal: " + ec.message() : attempt.error_text()});
+  co_return keep_alive && !ec;
+}
+
+asio::awaitable<Session::Admission> Session::admit(Attempt& attempt, const RequestTarget& target,
+                                                   std::string_view method) {
+  const auto policy = worker_.shared.policy.load();
+  Admission out;
+  out.evaluation = co_await evaluate(*policy, *worker_.resolver, target, method, attempt.role());
+  out.refusal_status = out.evaluation.refusal_status;
+  attempt.set_decision(out.evaluation.decision);
+  if (!out.evaluation.decision.allows()) {
+    worker_.shared.audit.record(attempt.decision_event());
+    co_return out;
+  }
+  if (!co_await commit(worker_.shared.audit, attempt.decision_event())) {
+    // Fail closed: nothing leaves unless its decision is on disk.
+    attempt.set_failure(Reason::AuditUnavailable, "the audit log cannot be written; egress refuses new traffic");
+    out.refusal_status = 503;
+    co_return out;
+  }
+  out.admitted = true;
+  co_return out;
+}
+
+asio::awaitable<int> Session::connect_upstream(Attempt& attempt, const RequestTarget& target,
+                                               const Evaluation& evaluation) {
+  const auto key = authority_of(target.target, 0);
+  const auto& endpoints = evaluation.endpoints;
+  const bool reusable = upstream_ && upstream_->key == key && still_open(upstream_->stream.socket()) &&
+                        std::find(endpoints.begin(), endpoints.end(), upstream_->endpoint) != endpoints.end();
+  if (!reusable) {
+    upstream_.reset();
+    beast::tcp_stream stream(co_await asio::this_coro::executor);
+    stream.expires_after(worker_.shared.config.limits.connect_timeout);
+    auto [ec, endpoint] = co_await stream.async_connect(endpoints, use_nothrow);
+    if (ec) {
+      const bool timed_out = ec == beast::error::timeout;
+      attempt.set_failure(timed_out ? Reason::UpstreamTimeout : Reason::UpstreamUnreachable,
+                          "connecting to " + key + ": " + (timed_out ? std::string("timed out") : ec.message()));
+      co_return timed_out ? 504 : 502;
+    }
+    stream.socket().set_option(tcp::no_delay(true));
+    upstream_.emplace(Upstream{std::move(stream), {}, key, endpoint});
+  }
+  attempt.set_upstream(endpoint_text(upstream_->endpoint));
+  co_return 0;
+}
+
+asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
+  const auto& limits = worker_.shared.config.limits;
+  auto& request = parser.get();
+  const auto policy_mode = worker_.shared.policy.load()->mode();
+  Attempt attempt = new_attempt(policy_mode);
+  attempt.set_kind(policy::RequestKind::Http);
+  attempt.set_method(std::string(request.method_string()));
+  const unsigned version = request.version();
+  const bool client_keep_alive = request.keep_alive();
+
+  auto parsed = parse_absolute_target(request.target());
+  if (!parsed.request) {
+    attempt.set_raw_target(std::string(request.target()));
+    attempt.set_refusal(parsed.reason, parsed.error);
+    worker_.shared.audit.record(attempt.decision_event());
+    co_return co_await refuse(attempt, parsed.status, version, client_keep_alive && parser.is_done());
+  }
+  const RequestTarget& target = *parsed.request;
+  attempt.set_target(target);
+
+  const auto admission = co_await admit(attempt, target, request.method_string());
+  if (!admission.admitted) {
+    co_return co_await refuse(attempt, admission.refusal_status, version, client_keep_alive && parser.is_done());
+  }
+  if (const int status = co_await connect_upstream(attempt, target, admission.evaluation)) {
+    co_return co_await refuse(attempt, status, version, false);
+  }
+
+  if (expects_continue(request)) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    co_await asio::async_write(client_, asio::buffer(kContinue), use_nothrow);
+  }
+  prepare_upstream_request(request, target);
+  Attempt::Outcome outcome;
+  auto sent = co_await relay_message(client_, client_buffer_, parser, upstream_->stream, limits.idle_timeout,
+                                     limits.upstream_timeout);
+  outcome.bytes_up = sent.bytes_written;
+  if (sent.failed != RelayResult::Failed::Nothing) {
+    upstream_.reset();
+    if (sent.failed == RelayResult::Failed::Reading) {
+      outcome.error = "reading the request body: " + sent.ec.message();
+      record_close(attempt, outcome);
+      co_return false;
+    }
+    attempt.set_failure(Reason::UpstreamUnreachable, "sending the request upstream: " + sent.ec.message());
+    co_return co_await refuse(attempt, 502, version, false);
+  }
+
+  // Interim 1xx responses are dropped: the proxy answered 100-continue
+  // itself, and Upgrade was removed, so none needs forwarding.
+  std::optional<http::response_parser<http::buffer_body>> response;
+  for (;;) {
+    response.emplace();
+    response->header_limit(64 * 1024);
+    response->body_limit(boost::none);
+    if (request.method() == http::verb::head) response->skip(true);
+    upstream_->stream.expires_after(limits.upstream_timeout);
+    auto [ec, n] = co_await http::async_read_header(upstream_->stream, upstream_->buffer, *response, use_nothrow);
+    if (ec) {
+      const bool timed_out = ec == beast::error::timeout;
+      attempt.set_failure(timed_out ? Reason::UpstreamTimeout : Reason::UpstreamUnreachable,
+                          "reading the upstream response: " + (timed_out ? std::string("timed out") : ec.message()));
+      upstream_.reset();
+      co_return co_await refuse(attempt, timed_out ? 504 : 502, version, false);
+    }
+    const auto status = response->get().result_int();
+    if (status < 100 || status >= 200 || status == 101) break;
+  }
+
+  auto& head = response->get();
+  const bool self_delimited = response->is_done() || response->chunked() || response->content_length().has_value();
+  const bool keep_alive = client_keep_alive && self_delimited;
+  const bool upstream_reusable = head.keep_alive() && self_delimited;
+  outcome.status = head.result_int();
+  prepare_client_response(head, version, keep_alive);
+  head.set("X-Egress-Request-Id", attempt.request_id());
+  auto received = co_await relay_message(upstream_->stream, upstream_->buffer, *response, client_, limits.upstream_timeout,
+                                         limits.idle_timeout);
+  outcome.bytes_down = received.bytes_written;
+  if (received.failed != RelayResult::Failed::Nothing) {
+    outcome.error = (received.failed == RelayResult::Failed::Reading ? "reading the upstream response body: "
+                                                                     : "sending the response to the worker: ") +
+                    received.ec.message();
+  }
+  if (!upstream_reusable || received.failed != RelayResult::Failed::Nothing) upstream_.reset();
+  record_close(attempt, outcome);
+  co_return keep_alive && received.failed == RelayResult::Failed::Nothing;
+}
+
+asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
+  auto& request = parser.get();
+  Attempt attempt = new_attempt(worker_.shared.policy.load()->mode());
+  attempt.set_kind(policy::RequestKind::Connect);
+  attempt.set_method("CONNECT");
+  const unsigned version = request.version();
+
+  auto parsed = parse_connect_target(request.target());
+  if (!parsed.request) {
+    attempt.set_raw_target(std::string(request.target()));
+    attempt.set_refusal(parsed.reason, parsed.error);
+    worker_.shared.audit.record(attempt.decision_event());
+    co_await refuse(attempt, parsed.status, version, false);
+    co_return;
+  }
+  const RequestTarget& target = *parsed.request;
+  attempt.set_target(target);
+
+  const auto admission = co_await admit(attempt, target, "CONNECT");
+  if (!admission.admitted) {
+    co_await refuse(attempt, admission.refusal_status, version, false);
+    co_return;
+  }
+  if (const int status = co_await connect_upstream(attempt, target, admission.evaluation)) {
+    co_await refuse(attempt, status, version, false);
+    co_return;
+  }
+
+  const auto established =
+      "HTTP/1.1 200 Connection established\r\nX-Egress-Request-Id: " + attempt.request_id() + "\r\n\r\n";
+  Attempt::Outcome outcome{200, 0, 0, ""};
+  client_.expires_after(worker_.shared.config.limits.idle_timeout);
+  auto [ec, n] = co_await asio::async_write(client_, asio::buffer(established), use_nothrow);
+  if (ec) {
+    outcome.error = "sending 200 to the worker: " + ec.message();
+    record_close(attempt, outcome);
+    co_return;
+  }
+  co_await relay_tunnel(outcome);
+  record_close(attempt, outcome);
+}
+
+asio::awaitable<void> Session::relay_tunnel(Attempt::Outcome& outcome) {
+  auto& client = client_.socket();
+  auto& upstream = upstream_->stream.socket();
+  // Bytes the worker sent right behind its CONNECT head (a TLS
+  // ClientHello, usually) are already in our buffer: they go first.
+  client_.expires_never();
+  upstream_->stream.expires_never();
+  if (client_buffer_.size() > 0) {
+    auto [ec, n] = co_await asio::async_write(upstream, client_buffer_.data(), use_nothrow);
+    outcome.bytes_up += n;
+    client_buffer_.consume(client_buffer_.size());
+    if (ec) {
+      outcome.error = "sending to the upstream: " + ec.message();
+      co_return;
+    }
+  }
+  auto last_activity = std::chrono::steady_clock::now();
+  const auto idle = worker_.shared.config.limits.tunnel_idle_timeout;
+  auto result = co_await ((pump(client, upstream, outcome.bytes_up, last_activity) &&
+                           pump(upstream, client, outcome.bytes_down, last_activity)) ||
+                          idle_watchdog(last_activity, idle));
+  if (result.index() == 1) outcome.error = "tunnel idle for " + std::to_string(idle.count()) + " ms";
+}
+
+}  // namespace egress::proxy

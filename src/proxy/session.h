@@ -1,0 +1,87 @@
+// One worker connection, from accept to close. A session reads request
+// heads in a loop; each plain-HTTP request is decided and forwarded on its
+// own (invariant 4), and a CONNECT turns the connection into a tunnel.
+//
+// Phases of one request (each a short coroutine):
+//   read_head → parse target → admit (decide, resolve, check, commit the
+//   decision event: invariant 2) → connect upstream (to the checked
+//   endpoints only: invariant 3) → relay (HTTP message | tunnel) → close event.
+//
+// States: Idle (waiting for a head; idle/header timeout) → Deciding →
+// Forwarding | Tunnelling → Idle or Closed. A refusal answers and returns
+// to Idle only when the request had no unread body; otherwise Closed.
+#pragma once
+
+#include <list>
+#include <optional>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+
+#include "egress/proxy/evaluate.h"
+#include "proxy/attempt.h"
+#include "proxy/worker.h"
+
+namespace egress::proxy {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+class Session {
+ public:
+  Session(Worker& worker, boost::asio::ip::tcp::socket socket);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  boost::asio::awaitable<void> run();
+
+  /// Closes both sides now (shutdown after the grace period): pending
+  /// operations fail and the session unwinds, writing its close event.
+  void abort();
+
+ private:
+  using RequestParser = http::request_parser<http::buffer_body>;
+
+  struct Upstream {
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+    std::string key;  // "host:port" this connection was opened for
+    boost::asio::ip::tcp::endpoint endpoint;
+  };
+
+  /// The outcome of admission. When not admitted, the attempt carries the
+  /// reason and `refusal_status` the HTTP status to answer with.
+  struct Admission {
+    Evaluation evaluation;
+    bool admitted = false;
+    int refusal_status = 403;
+  };
+
+  boost::asio::awaitable<bool> serve_request(RequestParser& parser);
+  boost::asio::awaitable<void> serve_connect(RequestParser& parser);
+  boost::asio::awaitable<void> refuse_unreadable(beast::error_code ec);
+  boost::asio::awaitable<Admission> admit(Attempt& attempt, const RequestTarget& target, std::string_view method);
+  boost::asio::awaitable<bool> refuse(Attempt& attempt, int status, unsigned version, bool keep_alive);
+  /// Connects (or reuses) the upstream; on failure records it on `attempt`
+  /// and returns the status to refuse with (502 or 504), else 0.
+  boost::asio::awaitable<int> connect_upstream(Attempt& attempt, const RequestTarget& target,
+                                               const Evaluation& evaluation);
+  boost::asio::awaitable<void> relay_tunnel(Attempt::Outcome& outcome);
+
+  Attempt new_attempt(policy::Mode mode) const;
+  void record_close(const Attempt& attempt, const Attempt::Outcome& outcome);
+
+  Worker& worker_;
+  beast::tcp_stream client_;
+  beast::flat_buffer client_buffer_;
+  std::string client_addr_;
+  std::optional<Upstream> upstream_;
+  std::list<Session*>::iterator registration_;
+};
+
+}  // namespace egress::proxy

@@ -1,0 +1,47 @@
+// What every session can reach: state shared by all threads (the policy
+// snapshot, the audit store, the configuration) and the per-thread Worker
+// (its io_context, resolver and listener). Shared state is either immutable
+// or owned by one component behind a small thread-safe API; a Worker is
+// touched only from its own thread.
+#pragma once
+
+#include <atomic>
+#include <list>
+#include <memory>
+#include <optional>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "egress/audit/store.h"
+#include "egress/config/config.h"
+#include "egress/dns/resolver.h"
+#include "egress/policy/policy.h"
+
+namespace egress::proxy {
+
+struct Shared {
+  Shared(const config::ServeConfig& config, policy::PolicySnapshot policy, audit::AuditStore& audit)
+      : config(config), policy(std::move(policy)), audit(audit) {}
+
+  const config::ServeConfig& config;
+  /// Swapped whole on reload (invariant 5); each request loads it once.
+  std::atomic<policy::PolicySnapshot> policy;
+  audit::AuditStore& audit;
+  std::atomic<int> active_sessions{0};
+};
+
+class Session;
+
+struct Worker {
+  Worker(Shared& shared, const dns::ResolverOptions& dns_options)
+      : shared(shared), resolver(dns::make_cares_resolver(ioc.get_executor(), dns_options)) {}
+
+  boost::asio::io_context ioc{1};  // one thread: no locking inside
+  Shared& shared;
+  dns::ResolverPtr resolver;
+  std::optional<boost::asio::ip::tcp::acceptor> acceptor;
+  std::list<Session*> sessions;  // live sessions, for the forced close after the grace period
+};
+
+}  // namespace egress::proxy
