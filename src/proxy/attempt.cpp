@@ -73,7 +73,7 @@ audit::Event Attempt::close_event(const Outcome& outcome) const {
   audit::Event out = event_;
   out.event = audit::EventType::Close;
   out.ts = std::chrono::system_clock::now();
-  out.status = outcome.status;
+  if (outcome.status != 0) out.status = outcome.status;  // 0: nothing was sent
   out.bytes_up = static_cast<std::int64_t>(outcome.bytes_up);
   out.bytes_down = static_cast<std::int64_t>(outcome.bytes_down);
   out.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();

@@ -112,15 +112,22 @@ asio::awaitable<void> Session::refuse_unreadable(beast::error_code ec) {
   const auto policy = worker_.shared.policy.load();
   Attempt attempt = new_attempt(policy->mode());
   attempt.set_kind(policy::RequestKind::Http);
+  if (ec == beast::error::timeout) {
+    // tcp_stream closes the socket when its deadline passes, so there is
+    // no 408 to send; the attempt is still logged.
+    attempt.set_refusal(Reason::ClientTimeout,
+                        "the request head did not arrive within " +
+                            std::to_string(worker_.shared.config.limits.header_timeout.count()) + " ms");
+    worker_.shared.audit.record(attempt.decision_event());
+    record_close(attempt, {0, 0, 0, attempt.error_text()});
+    co_return;
+  }
   int status = 400;
   if (ec == http::error::header_limit) {
     status = 431;
     attempt.set_refusal(Reason::HeaderTooLarge,
                         "the request head is over " + std::to_string(worker_.shared.config.limits.header_bytes) +
                             " bytes");
-  } else if (ec == beast::error::timeout) {
-    status = 408;
-    attempt.set_refusal(Reason::ClientTimeout, "the request head did not arrive in time");
   } else {
     attempt.set_refusal(Reason::BadRequest, "malformed request: " + ec.message());
   }

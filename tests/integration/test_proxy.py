@@ -53,7 +53,8 @@ def run(workdir, results):
     plain = Upstream()
     tls = Upstream(tls_dir=workdir)
     closed_port = harness.free_port()
-    egress = Egress(workdir, POLICY, hosts={n: "127.0.0.1" for n in NAMES})
+    egress = Egress(workdir, POLICY, hosts={n: "127.0.0.1" for n in NAMES},
+                    extra_config="limits:\n  upstream_timeout: 1s\n  header_timeout: 1s\n")
     check = results.check
 
     # -- The decision table: worker result, `egress check` and audit agree. --
@@ -110,6 +111,17 @@ def run(workdir, results):
               answer.startswith("HTTP/1.1 400") and "unsupported-scheme" in answer, answer[:200])
     answer = raw_exchange(egress.address, b"CONNECT allowed.test HTTP/1.1\r\n\r\n")
     check("CONNECT without a port gets 400", answer.startswith("HTTP/1.1 400"), answer[:200])
+
+    # -- Slow peers are timed out. --
+    status, head, _, _ = curl(egress.proxy, "http://allowed.test:%d/slow" % up)
+    check("an upstream slower than upstream_timeout gets 504 upstream-timeout",
+          status == 504 and header(head, "X-Egress-Reason") == "upstream-timeout", head)
+    started = time.time()
+    answer = raw_exchange(egress.address, b"GET http://allowed.test:%d/ HTTP/1.1\r\nX-Slow: " % up, timeout=5)
+    check("a request head slower than header_timeout is cut off", answer == "" and time.time() - started < 4,
+          answer[:200])
+    rows = egress.wait_for_events("reason = 'client-timeout'", count=2)
+    check("the cut-off attempt is logged as client-timeout", len(rows) == 2, str(rows))
 
     # -- Keep-alive: each request on one connection is decided afresh. --
     answer = raw_exchange(egress.address,
@@ -170,8 +182,10 @@ def run(workdir, results):
     missing = [(e["id"], k) for e in decisions for k in required if not e[k]]
     check("decision events carry the contract's fields", not missing, str(missing[:5]))
     closes = [e for e in events if e["event"] == "close"]
+    answered = [e for e in closes if e["reason"] != "client-timeout"]  # cut off: nothing was sent
     check("close events carry status, bytes and duration",
-          all(e["status"] is not None and e["bytes_down"] is not None and e["duration_ms"] is not None for e in closes))
+          all(e["status"] is not None and e["bytes_down"] is not None and e["duration_ms"] is not None
+              for e in answered), str([e for e in answered if e["status"] is None][:2]))
     allowed = [e for e in closes if e["status"] == 200 and e["kind"] == "http"]
     check("allowed close events name the upstream address",
           allowed and all(e["upstream_addr"].startswith("127.0.0.1:") for e in allowed))
