@@ -88,9 +88,12 @@ void read_dns(Reader& r, const YAML::Node& node, DnsConfig& dns) {
   r.check_keys(node, {"servers", "hosts", "hosts_file", "timeout", "min_ttl", "max_ttl", "negative_ttl"}, "dns");
   if (node["servers"]) dns.servers = r.strings(node["servers"], "dns.servers");
   if (const auto hosts = node["hosts"]) {
-    if (!hosts.IsMap()) r.problem(hosts, "dns.hosts must map names to lists of addresses");
-    for (const auto& entry : hosts) {
-      dns.hosts[entry.first.as<std::string>()] = r.strings(entry.second, "dns.hosts." + entry.first.as<std::string>());
+    if (!hosts.IsMap()) {
+      r.problem(hosts, "dns.hosts must map names to lists of addresses");
+    } else {
+      for (const auto& entry : hosts) {
+        dns.hosts[entry.first.as<std::string>()] = r.strings(entry.second, "dns.hosts." + entry.first.as<std::string>());
+      }
     }
   }
   if (node["hosts_file"]) dns.use_hosts_file = r.boolean(node["hosts_file"], "dns.hosts_file");
@@ -140,8 +143,15 @@ void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   }
   if (root["audit_stream"]) config.audit_stream = r.string(root["audit_stream"], "audit_stream");
   if (root["threads"]) config.threads = static_cast<unsigned>(r.number(root["threads"], "threads", 256));
-  if (root["dns"]) read_dns(r, root["dns"], config.dns);
-  if (root["limits"]) read_limits(r, root["limits"], config.limits);
+  // A section that is not a map would make yaml-cpp throw on lookup; say
+  // what is wrong instead. An empty section ("dns:") keeps the defaults.
+  const auto section = [&r](const YAML::Node& node, const char* name) {
+    if (!node || node.IsNull()) return false;
+    if (!node.IsMap()) r.problem(node, std::string(name) + " must be a map of settings");
+    return node.IsMap();
+  };
+  if (section(root["dns"], "dns")) read_dns(r, root["dns"], config.dns);
+  if (section(root["limits"], "limits")) read_limits(r, root["limits"], config.limits);
   if (root["log_level"]) config.log_level = r.string(root["log_level"], "log_level");
 }
 
