@@ -51,15 +51,25 @@ ParsedTarget parse_absolute_target(std::string_view target) {
                   "this is a forward proxy: send the absolute URL (GET http://host/path), "
                   "or use CONNECT host:443 for HTTPS");
   }
-  const auto parsed = boost::urls::parse_absolute_uri(target);
+  // parse_uri, not parse_absolute_uri: a fragment is tolerated and dropped
+  // (it is never sent upstream), as curl and browsers do.
+  const auto parsed = boost::urls::parse_uri(target);
   if (!parsed) return refuse(Reason::BadRequest, "the request target is not a valid absolute URL");
   const boost::urls::url_view url = *parsed;
+  // Boost.URL 1.81 accepts an authority followed by a path that does not
+  // start with '/' ("http://1.2.3.4.evil.com/" as host 1.2.3.4, path
+  // ".evil.com/"; "http://h:8o/" as port 8). RFC 3986 path-abempty forbids
+  // it; refuse rather than decide on a host the worker did not mean.
+  if (url.has_authority() && !url.encoded_path().empty() && !url.encoded_path().starts_with('/')) {
+    return refuse(Reason::BadRequest, "the request target is not a valid absolute URL");
+  }
 
+  // Schemes are case-insensitive ("HTTP://" is http): compare scheme_id().
   const auto scheme = url.scheme();
-  if (scheme == "https") {
+  if (url.scheme_id() == boost::urls::scheme::https) {
     return refuse(Reason::UnsupportedScheme, "send https:// URLs through a CONNECT tunnel (set HTTPS_PROXY)");
   }
-  if (scheme != "http") {
+  if (url.scheme_id() != boost::urls::scheme::http) {
     return refuse(Reason::UnsupportedScheme, "scheme '" + std::string(scheme) + "' is not proxied; only http (and https via CONNECT)");
   }
   if (!url.has_authority() || url.encoded_host().empty()) {
@@ -116,6 +126,13 @@ asio::awaitable<Evaluation> evaluate(const policy::Policy& policy, dns::Resolver
     auto resolution = co_await resolver.resolve(host.host);
     out.from_dns_cache = resolution.from_cache;
     if (resolution.status != dns::ResolveStatus::Ok) {
+      // A name the policy refused was looked up only to see whether an
+      // internal cidr would rescue it; failing that, the refusal stands
+      // (403, its own reason), not a DNS error.
+      if (!out.decision.allows()) {
+        out.decision.needs_addresses = false;
+        co_return out;
+      }
       policy::Decision failed = out.decision;
       failed.verdict = policy::Verdict::Deny;
       failed.reason = reason_for(resolution.status);
@@ -127,6 +144,7 @@ asio::awaitable<Evaluation> evaluate(const policy::Policy& policy, dns::Resolver
     std::vector<policy::IpAddress> addresses;
     for (const auto& a : resolution.addresses) addresses.push_back(to_policy_address(a));
     out.decision = policy.check_addresses(out.decision, args, addresses);
+    if (out.decision.reason == Reason::DnsFailure) out.refusal_status = 502;  // an empty answer
     if (out.decision.allows()) {
       for (const auto& a : resolution.addresses) out.endpoints.emplace_back(a, request.target.port);
     }
