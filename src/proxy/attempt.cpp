@@ -1,6 +1,7 @@
 // Building audit events and the canonical log line from an Attempt.
 #include "proxy/attempt.h"
 
+#include <algorithm>
 #include <random>
 
 #include "egress/proxy/evaluate.h"
@@ -87,11 +88,30 @@ std::string Attempt::log_line(const Outcome& outcome) const {
     line += ' ';
     line += name;
     line += '=';
-    const bool quote = value.find_first_of(" \"=") != std::string_view::npos;
+    // One attempt, one line: control characters are escaped so no value
+    // can break the line or forge fields.
+    const auto is_control = [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; };
+    const bool quote = value.find_first_of(" \"=") != std::string_view::npos ||
+                       std::any_of(value.begin(), value.end(), is_control);
     if (quote) line += '"';
     for (const char c : value) {
-      if (c == '"' || c == '\\') line += '\\';
-      line += c;
+      if (c == '"' || c == '\\') {
+        line += '\\';
+        line += c;
+      } else if (c == '\n') {
+        line += "\\n";
+      } else if (c == '\r') {
+        line += "\\r";
+      } else if (c == '\t') {
+        line += "\\t";
+      } else if (is_control(c)) {
+        static constexpr char kHex[] = "0123456789abcdef";
+        line += "\\x";
+        line += kHex[static_cast<unsigned char>(c) >> 4];
+        line += kHex[static_cast<unsigned char>(c) & 0xf];
+      } else {
+        line += c;
+      }
     }
     if (quote) line += '"';
   };
