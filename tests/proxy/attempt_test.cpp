@@ -1,0 +1,215 @@
+// Attempt: request ids, the decision and close events for the audit log, and
+// the canonical log line.
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <string>
+
+#include "egress/proxy/evaluate.h"
+#include "proxy/attempt.h"
+
+using namespace egress;
+using namespace egress::proxy;
+using policy::Reason;
+
+namespace {
+
+bool is_request_id(const std::string& id) {
+  return id.size() == 16 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+RequestTarget http_to(const std::string& url) {
+  auto parsed = parse_absolute_target(url);
+  REQUIRE(parsed.request);
+  return *parsed.request;
+}
+
+policy::Decision decision(policy::Verdict verdict, Reason reason, std::string rule, std::string detail = "") {
+  policy::Decision d;
+  d.verdict = verdict;
+  d.reason = reason;
+  d.rule = std::move(rule);
+  d.detail = std::move(detail);
+  return d;
+}
+
+/// The value of `name=` in a log line, as written (quotes and escapes kept).
+std::string field_of(const std::string& line, const std::string& name) {
+  const auto key = " " + name + "=";
+  auto at = line.find(key);
+  if (line.rfind(name + "=", 0) == 0) at = 0;
+  else if (at == std::string::npos) return "<absent>";
+  else at += 1;
+  at += name.size() + 1;
+  if (line[at] != '"') return line.substr(at, line.find(' ', at) - at);
+  auto end = at + 1;
+  while (end < line.size() && line[end] != '"') end += line[end] == '\\' ? 2 : 1;
+  return line.substr(at, end + 1 - at);
+}
+
+}  // namespace
+
+TEST_CASE("Request ids are 16 lower-case hex digits and do not repeat", "[proxy]") {
+  std::set<std::string> seen;
+  for (int i = 0; i < 10'000; ++i) {
+    const auto id = new_request_id();
+    INFO(id);
+    REQUIRE(is_request_id(id));
+    seen.insert(id);
+  }
+  CHECK(seen.size() == 10'000);
+  // Every hex digit turns up in every position over that many draws.
+  for (std::size_t pos = 0; pos < 16; ++pos) {
+    std::set<char> digits;
+    for (const auto& id : seen) digits.insert(id[pos]);
+    INFO("position " << pos);
+    CHECK(digits.size() == 16);
+  }
+}
+
+TEST_CASE("Each attempt gets its own request id", "[proxy]") {
+  Attempt a("10.0.0.1:1", policy::Mode::Developer, "");
+  Attempt b("10.0.0.1:1", policy::Mode::Developer, "");
+  CHECK(is_request_id(a.request_id()));
+  CHECK(is_request_id(b.request_id()));
+  CHECK(a.request_id() != b.request_id());
+}
+
+TEST_CASE("The decision event carries who, what and the decision", "[proxy]") {
+  Attempt attempt("172.20.1.9:40000", policy::Mode::SelfHosted, "comfyui");
+  attempt.set_method("GET");
+  attempt.set_target(http_to("http://Models.HuggingFace.co:8080/api/x?q=1"));
+  attempt.set_decision(decision(policy::Verdict::Deny, Reason::PathNotAllowed, "policy.yaml:12", "path /api/x"));
+  attempt.set_upstream("1.2.3.4:8080");  // not part of the decision
+
+  const auto e = attempt.decision_event();
+  CHECK(e.event == audit::EventType::Decision);
+  CHECK(e.request_id == attempt.request_id());
+  CHECK(e.mode == "self-hosted");
+  CHECK(e.role == "comfyui");
+  CHECK(e.client_addr == "172.20.1.9:40000");
+  CHECK(e.kind == "http");
+  CHECK(e.method == "GET");
+  CHECK(e.scheme == "http");
+  CHECK(e.host == "models.huggingface.co");
+  CHECK(e.port == 8080);
+  CHECK(e.path == "/api/x");
+  CHECK(e.decision == "deny");
+  CHECK(e.reason == "path-not-allowed");
+  CHECK(e.rule == "policy.yaml:12");
+  CHECK(e.error == "path /api/x");
+  CHECK(e.upstream_addr.empty());
+  CHECK_FALSE(e.status);
+  CHECK_FALSE(e.bytes_up);
+  CHECK_FALSE(e.bytes_down);
+  CHECK_FALSE(e.duration_ms);
+  CHECK(attempt.refusal_reason() == Reason::PathNotAllowed);
+}
+
+TEST_CASE("A refusal before any decision is recorded as a deny with its reason", "[proxy]") {
+  Attempt attempt("127.0.0.1:5", policy::Mode::Production, "");
+  attempt.set_kind(policy::RequestKind::Connect);
+  attempt.set_method("CONNECT");
+  attempt.set_raw_target("::1:443");
+  attempt.set_refusal(Reason::InvalidHost, "put IPv6 in brackets");
+  const auto e = attempt.decision_event();
+  CHECK(e.kind == "connect");
+  CHECK(e.host == "::1:443");
+  CHECK_FALSE(e.port);
+  CHECK(e.decision == "deny");
+  CHECK(e.reason == "invalid-host");
+  CHECK(e.rule.empty());
+  CHECK(e.error == "put IPv6 in brackets");
+  CHECK(attempt.error_text() == "put IPv6 in brackets");
+}
+
+TEST_CASE("The close event carries status, bytes, duration and error", "[proxy]") {
+  struct Case {
+    const char* name;
+    bool fail;
+    Reason reason;
+    std::string detail;
+    std::string error_text;
+  };
+  auto c = GENERATE(values<Case>({
+      {"no failure", false, Reason::DeveloperMode, "", ""},
+      {"upstream unreachable", true, Reason::UpstreamUnreachable, "connect: Connection refused",
+       "upstream-unreachable: connect: Connection refused"},
+      {"upstream timeout", true, Reason::UpstreamTimeout, "no answer in 10000 ms",
+       "upstream-timeout: no answer in 10000 ms"},
+      {"failure without detail", true, Reason::AuditUnavailable, "", "audit-unavailable"},
+  }));
+  INFO(c.name);
+  Attempt attempt("172.20.1.9:40000", policy::Mode::Developer, "");
+  attempt.set_method("GET");
+  attempt.set_target(http_to("http://example.com/"));
+  attempt.set_decision(decision(policy::Verdict::Allow, Reason::DeveloperMode, "mode:developer"));
+  attempt.set_upstream("93.184.216.34:80");
+  if (c.fail) attempt.set_failure(c.reason, c.detail);
+  CHECK(attempt.error_text() == c.error_text);
+  CHECK(attempt.refusal_reason() == c.reason);
+
+  const Attempt::Outcome outcome{c.fail ? 502 : 200, 123, 4567, attempt.error_text()};
+  const auto e = attempt.close_event(outcome);
+  CHECK(e.event == audit::EventType::Close);
+  CHECK(e.request_id == attempt.request_id());
+  CHECK(e.status == outcome.status);
+  CHECK(e.bytes_up == 123);
+  CHECK(e.bytes_down == 4567);
+  REQUIRE(e.duration_ms);
+  CHECK(*e.duration_ms >= 0);
+  CHECK(e.error == c.error_text);
+  CHECK(e.upstream_addr == "93.184.216.34:80");
+  // The decision stays as it was made; the failure shows in the close event.
+  CHECK(e.decision == "allow");
+  CHECK(e.reason == "developer-mode");
+  CHECK(attempt.decision_event().decision == "allow");
+  CHECK(e.ts >= attempt.decision_event().ts);
+}
+
+TEST_CASE("The log line quotes values with spaces and escapes quotes", "[proxy]") {
+  struct Case {
+    std::string error;
+    std::string written;  // as it appears after "error="
+  };
+  auto c = GENERATE(values<Case>({
+      {"timeout", "timeout"},
+      {"connect: Connection refused", R"("connect: Connection refused")"},
+      {R"(bad "quote")", R"("bad \"quote\"")"},
+      {R"(a"b)", R"("a\"b")"},
+      {"k=v", R"("k=v")"},
+      {R"(back\slash)", R"(back\\slash)"},
+      {"two\nlines", R"("two\nlines")"},
+      {"tab\there", R"("tab\there")"},
+      {"cr\rlf", R"("cr\rlf")"},
+      {std::string("nul\0byte", 8), R"("nul\x00byte")"},
+      {"esc\x1b[31m", R"("esc\x1b[31m")"},
+  }));
+  INFO(c.error);
+  Attempt attempt("172.20.1.9:40000", policy::Mode::SelfHosted, "comfy ui");
+  attempt.set_method("GET");
+  attempt.set_target(http_to("http://example.com:8080/a%20b"));
+  attempt.set_decision(decision(policy::Verdict::Deny, Reason::NotAllowed, "default"));
+  const auto line = attempt.log_line({403, 0, 512, c.error});
+  INFO(line);
+  CHECK(line.find('\n') == std::string::npos);
+  CHECK(line.find('\r') == std::string::npos);
+  CHECK(line.rfind("request_id=" + attempt.request_id() + " ", 0) == 0);
+  CHECK(field_of(line, "error") == c.written);
+  CHECK(field_of(line, "kind") == "http");
+  CHECK(field_of(line, "client_addr") == "172.20.1.9:40000");
+  CHECK(field_of(line, "role") == R"("comfy ui")");
+  CHECK(field_of(line, "mode") == "self-hosted");
+  CHECK(field_of(line, "method") == "GET");
+  CHECK(field_of(line, "host") == "example.com");
+  CHECK(field_of(line, "port") == "8080");
+  CHECK(field_of(line, "path") == "/a%20b");
+  CHECK(field_of(line, "decision") == "deny");
+  CHECK(field_of(line, "reason") == "not-allowed");
+  CHECK(field_of(line, "rule") == "default");
+  CHECK(field_of(line, "status") == "403");
+  CHECK(field_of(line, "bytes_up") == "0");
+  CHECK(field_of(line, "bytes_down") == "512");
+  CHECK(field_of(line, "duration_ms") != "<absent>");
+  CHECK(field_of(line, "upstream_addr") == "<absent>");  // empty values are left out
+}
