@@ -9,7 +9,14 @@
 namespace egress::proxy {
 
 std::string new_request_id() {
-  thread_local std::mt19937_64 generator{std::random_device{}()};
+  // Seeded from 128 bits: one random_device word (32 bits) would allow only
+  // 2^32 distinct id streams, so threads and replicas would repeat each
+  // other's ids after some tens of thousands of starts.
+  thread_local std::mt19937_64 generator = [] {
+    std::random_device device;
+    std::seed_seq seed{device(), device(), device(), device()};
+    return std::mt19937_64(seed);
+  }();
   static constexpr char kHex[] = "0123456789abcdef";
   auto bits = generator();
   std::string id(16, '0');
