@@ -26,6 +26,11 @@ struct Problems {
 /// (a key with no value yields a null node that has none).
 int line_of(const YAML::Node& node, int fallback = 0);
 
+/// The value under `key` in `map`, or an undefined node when absent. Found
+/// by iterating: yaml-cpp 0.7's operator[] on a missing key yields a
+/// placeholder that may read as defined and then throw on use.
+YAML::Node child(const YAML::Node& map, std::string_view key);
+
 /// Reports keys of `map` outside `valid` (naming the valid ones) and keys
 /// given twice. `what` names the map in messages, e.g. "allow entry".
 void check_keys(const YAML::Node& map, std::initializer_list<std::string_view> valid,

@@ -15,6 +15,13 @@
 namespace egress::policy {
 namespace loader {
 
+YAML::Node child(const YAML::Node& map, std::string_view key) {
+  for (const auto& entry : map) {
+    if (entry.first.IsScalar() && entry.first.Scalar() == key) return entry.second;
+  }
+  return YAML::Node(YAML::NodeType::Undefined);
+}
+
 int line_of(const YAML::Node& node, int fallback) {
   if (!node.IsDefined()) return fallback;
   int line = node.Mark().line;
@@ -52,7 +59,7 @@ bool is_token_hash(std::string_view text) {
 }
 
 void read_version(const YAML::Node& root, Problems& problems) {
-  const YAML::Node version = root["version"];
+  const YAML::Node version = child(root, "version");
   if (!version.IsDefined()) {
     problems.add(line_of(root, 1), "missing 'version'; add `version: 1` at the top of the policy");
   } else if (!version.IsScalar() || version.Scalar() != "1") {
@@ -62,7 +69,7 @@ void read_version(const YAML::Node& root, Problems& problems) {
 }
 
 void read_mode(const YAML::Node& root, PolicyModel& model, Problems& problems) {
-  const YAML::Node mode = root["mode"];
+  const YAML::Node mode = child(root, "mode");
   if (!mode.IsDefined()) {
     problems.add(line_of(root, 1), "missing 'mode'; add `mode: production`, `mode: self-hosted` or `mode: developer`");
     return;
@@ -101,7 +108,7 @@ RoleRules read_role(const std::string& name, const YAML::Node& body, int line, P
     return role;
   }
   check_keys(body, {"sources", "tokens", "allow", "deny", "internal"}, "role '" + name + "'", problems);
-  const YAML::Node sources = body["sources"];
+  const YAML::Node sources = child(body, "sources");
   std::size_t index = 0;
   for (const auto& text : read_string_list(sources, line, "sources", problems)) {
     int item_line = line_of(sources[index++], line);
@@ -112,7 +119,7 @@ RoleRules read_role(const std::string& name, const YAML::Node& body, int line, P
                                   "' is not a valid address or range; write it like 172.20.1.0/24 with the host bits zero");
     }
   }
-  const YAML::Node tokens = body["tokens"];
+  const YAML::Node tokens = child(body, "tokens");
   index = 0;
   for (const auto& text : read_string_list(tokens, line, "tokens", problems)) {
     int item_line = line_of(tokens[index++], line);
@@ -126,9 +133,9 @@ RoleRules read_role(const std::string& name, const YAML::Node& body, int line, P
   if (!sources.IsDefined() && !tokens.IsDefined()) {
     problems.add(line, "role '" + name + "' has neither sources nor tokens, so no worker can have it; add one");
   }
-  role.allow = loader::parse_rule_list(body["allow"], ListKind::Allow, line, problems);
-  role.deny = loader::parse_rule_list(body["deny"], ListKind::Deny, line, problems);
-  role.internal = loader::parse_rule_list(body["internal"], ListKind::Internal, line, problems);
+  role.allow = loader::parse_rule_list(child(body, "allow"), ListKind::Allow, line, problems);
+  role.deny = loader::parse_rule_list(child(body, "deny"), ListKind::Deny, line, problems);
+  role.internal = loader::parse_rule_list(child(body, "internal"), ListKind::Internal, line, problems);
   return role;
 }
 
@@ -186,10 +193,10 @@ PolicyModel parse_document(std::string_view yaml, const std::string& name, Probl
     }
     return 1;
   };
-  model.allow = parse_rule_list(root["allow"], ListKind::Allow, key_line("allow"), problems);
-  model.deny = parse_rule_list(root["deny"], ListKind::Deny, key_line("deny"), problems);
-  model.internal = parse_rule_list(root["internal"], ListKind::Internal, key_line("internal"), problems);
-  read_roles(root["roles"], key_line("roles"), model, problems);
+  model.allow = parse_rule_list(child(root, "allow"), ListKind::Allow, key_line("allow"), problems);
+  model.deny = parse_rule_list(child(root, "deny"), ListKind::Deny, key_line("deny"), problems);
+  model.internal = parse_rule_list(child(root, "internal"), ListKind::Internal, key_line("internal"), problems);
+  read_roles(child(root, "roles"), key_line("roles"), model, problems);
   return model;
 }
 

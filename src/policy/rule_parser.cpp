@@ -120,8 +120,8 @@ std::optional<Rule> parse_entry_map(const YAML::Node& entry, ListKind kind, int 
   Rule rule;
   rule.where = where(problems, line);
   bool ok = true;
-  const YAML::Node host = entry["host"];
-  const YAML::Node cidr = entry["cidr"];
+  const YAML::Node host = child(entry, "host");
+  const YAML::Node cidr = child(entry, "cidr");
   if (host.IsDefined() == cidr.IsDefined()) {
     problems.add(line, what + " needs exactly one of host or cidr");
     ok = false;
@@ -131,18 +131,18 @@ std::optional<Rule> parse_entry_map(const YAML::Node& entry, ListKind kind, int 
     ok = read_cidr(cidr, kind, line_of(cidr, line), rule, problems) && ok;
   }
   if (kind != ListKind::Deny) rule.ports = kDefaultPorts;
-  if (const YAML::Node ports = entry["ports"]; ports.IsDefined()) {
+  if (const YAML::Node ports = child(entry, "ports"); ports.IsDefined()) {
     auto parsed = parse_ports(ports, line_of(ports, line), problems);
     if (parsed) rule.ports = std::move(*parsed);
     ok = parsed.has_value() && ok;
   }
   if (kind != ListKind::Deny) {
-    if (const YAML::Node paths = entry["paths"]; paths.IsDefined()) {
+    if (const YAML::Node paths = child(entry, "paths"); paths.IsDefined()) {
       auto parsed = parse_paths(paths, line_of(paths, line), problems);
       if (parsed) rule.paths = std::move(*parsed);
       ok = parsed.has_value() && ok;
     }
-    if (const YAML::Node inspect = entry["inspect"]; inspect.IsDefined()) {
+    if (const YAML::Node inspect = child(entry, "inspect"); inspect.IsDefined()) {
       bool value = false;
       if (!YAML::convert<bool>::decode(inspect, value)) {
         problems.add(line_of(inspect, line), "inspect must be true or false");
@@ -151,7 +151,7 @@ std::optional<Rule> parse_entry_map(const YAML::Node& entry, ListKind kind, int 
       rule.inspect = value;
     }
   }
-  if (const YAML::Node state = entry["state"]; state.IsDefined()) {
+  if (const YAML::Node state = child(entry, "state"); state.IsDefined()) {
     std::string text = state.IsScalar() ? state.Scalar() : std::string();
     if (text == "enforce") {
       rule.state = RuleState::Enforce;

@@ -175,3 +175,19 @@ TEST_CASE("Mode, verdict and request kind names round-trip", "[policy]") {
   CHECK(to_string(Verdict::Report) == "report");
   CHECK(to_string(RequestKind::Connect) == "connect");
 }
+
+TEST_CASE("Rule lists that a policy leaves out are empty, whichever ones they are", "[policy]") {
+  // yaml-cpp inserts placeholders for keys looked up through a non-const
+  // node; absent lists must read as empty, not as malformed.
+  const char* const kPolicies[] = {
+      "version: 1\nmode: self-hosted\ninternal:\n  - host: a.test\n",
+      "version: 1\nmode: self-hosted\nallow:\n  - a.test\n",
+      "version: 1\nmode: self-hosted\ndeny:\n  - a.test\n",
+      "version: 1\nmode: production\n",
+      "version: 1\nmode: developer\nroles:\n  r:\n    sources: [10.0.0.0/8]\n",
+  };
+  for (const char* text : kPolicies) {
+    INFO(text);
+    CHECK_NOTHROW(load_policy_string(text, "inline"));
+  }
+}
