@@ -66,6 +66,9 @@ std::string_view explain(Reason reason) {
     case Reason::InvalidHost:
       return "The destination host is malformed or ambiguous; use a plain DNS name or IP "
              "address.";
+    case Reason::UnknownToken:
+      return "The Proxy-Authorization token matches no role in the policy; check the worker's "
+             "token, or ask an admin for one (egress policy hash-token makes the stored form).";
     case Reason::UnsupportedScheme:
       return "Only http URLs and CONNECT tunnels are proxied; use http:// or https:// "
              "through the proxy.";

@@ -24,6 +24,7 @@ namespace egress::policy {
   X(PathNotAllowed, "path-not-allowed")    /* host and port matched, path not */  \
   X(PrivateAddress, "private-address")     /* resolves to a non-public address */ \
   X(InvalidHost, "invalid-host")           /* target could not be normalised */   \
+  X(UnknownToken, "unknown-token")         /* Proxy-Authorization matches no role */ \
   /* refused before or after the decision */                                      \
   X(UnsupportedScheme, "unsupported-scheme")                                      \
   X(OriginForm, "origin-form")             /* not a proxy request */              \
