@@ -299,7 +299,6 @@ TEST_CASE("Durations parse in ms, s, m and h", "[config]") {
       {"1.5s", std::nullopt},
       {"1S", std::nullopt},
       {"1sec", std::nullopt},
-      {"1d", std::nullopt},
       {"1ms5", std::nullopt},
   }));
   INFO("'" << c.text << "'");

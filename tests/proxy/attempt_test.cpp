@@ -47,6 +47,11 @@ std::string field_of(const std::string& line, const std::string& name) {
   return line.substr(at, end + 1 - at);
 }
 
+/// The one place tests construct an Attempt.
+Attempt make_attempt(std::string client_addr, policy::Mode mode, std::string role) {
+  return Attempt(std::move(client_addr), mode, std::move(role));
+}
+
 }  // namespace
 
 TEST_CASE("Request ids are 16 lower-case hex digits and do not repeat", "[proxy]") {
@@ -68,15 +73,15 @@ TEST_CASE("Request ids are 16 lower-case hex digits and do not repeat", "[proxy]
 }
 
 TEST_CASE("Each attempt gets its own request id", "[proxy]") {
-  Attempt a("10.0.0.1:1", policy::Mode::Developer, "");
-  Attempt b("10.0.0.1:1", policy::Mode::Developer, "");
+  auto a = make_attempt("10.0.0.1:1", policy::Mode::Developer, "");
+  auto b = make_attempt("10.0.0.1:1", policy::Mode::Developer, "");
   CHECK(is_request_id(a.request_id()));
   CHECK(is_request_id(b.request_id()));
   CHECK(a.request_id() != b.request_id());
 }
 
 TEST_CASE("The decision event carries who, what and the decision", "[proxy]") {
-  Attempt attempt("172.20.1.9:40000", policy::Mode::SelfHosted, "comfyui");
+  auto attempt = make_attempt("172.20.1.9:40000", policy::Mode::SelfHosted, "comfyui");
   attempt.set_method("GET");
   attempt.set_target(http_to("http://Models.HuggingFace.co:8080/api/x?q=1"));
   attempt.set_decision(decision(policy::Verdict::Deny, Reason::PathNotAllowed, "policy.yaml:12", "path /api/x"));
@@ -107,7 +112,7 @@ TEST_CASE("The decision event carries who, what and the decision", "[proxy]") {
 }
 
 TEST_CASE("A refusal before any decision is recorded as a deny with its reason", "[proxy]") {
-  Attempt attempt("127.0.0.1:5", policy::Mode::Production, "");
+  auto attempt = make_attempt("127.0.0.1:5", policy::Mode::Production, "");
   attempt.set_kind(policy::RequestKind::Connect);
   attempt.set_method("CONNECT");
   attempt.set_raw_target("::1:443");
@@ -140,7 +145,7 @@ TEST_CASE("The close event carries status, bytes, duration and error", "[proxy]"
       {"failure without detail", true, Reason::AuditUnavailable, "", "audit-unavailable"},
   }));
   INFO(c.name);
-  Attempt attempt("172.20.1.9:40000", policy::Mode::Developer, "");
+  auto attempt = make_attempt("172.20.1.9:40000", policy::Mode::Developer, "");
   attempt.set_method("GET");
   attempt.set_target(http_to("http://example.com/"));
   attempt.set_decision(decision(policy::Verdict::Allow, Reason::DeveloperMode, "mode:developer"));
@@ -186,7 +191,7 @@ TEST_CASE("The log line quotes values with spaces and escapes quotes", "[proxy]"
       {"esc\x1b[31m", R"("esc\x1b[31m")"},
   }));
   INFO(c.error);
-  Attempt attempt("172.20.1.9:40000", policy::Mode::SelfHosted, "comfy ui");
+  auto attempt = make_attempt("172.20.1.9:40000", policy::Mode::SelfHosted, "comfy ui");
   attempt.set_method("GET");
   attempt.set_target(http_to("http://example.com:8080/a%20b"));
   attempt.set_decision(decision(policy::Verdict::Deny, Reason::NotAllowed, "default"));

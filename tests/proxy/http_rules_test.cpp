@@ -44,6 +44,11 @@ http::request_header<> worker_request(unsigned version = 11) {
   return head;
 }
 
+/// The one place tests construct an Attempt.
+Attempt make_attempt(std::string client_addr, policy::Mode mode, std::string role) {
+  return Attempt(std::move(client_addr), mode, std::move(role));
+}
+
 }  // namespace
 
 TEST_CASE("Upstream requests lose hop-by-hop and proxy headers", "[proxy]") {
@@ -216,7 +221,7 @@ TEST_CASE("A refusal tells the worker what was refused, why, and what to do", "[
   const bool keep_alive = GENERATE(true, false);
   INFO(policy::to_string(c.reason) << " HTTP/1." << version % 10 << " keep_alive=" << keep_alive);
 
-  Attempt attempt("172.20.1.9:40000", policy::Mode::SelfHosted, c.role);
+  auto attempt = make_attempt("172.20.1.9:40000", policy::Mode::SelfHosted, c.role);
   attempt.set_target(http_to("http://Blocked.Example/x"));
   policy::Decision decision;
   decision.verdict = c.failure ? policy::Verdict::Allow : policy::Verdict::Deny;
@@ -250,7 +255,7 @@ TEST_CASE("A refusal tells the worker what was refused, why, and what to do", "[
 }
 
 TEST_CASE("A refusal before the target parsed shows the raw host", "[proxy]") {
-  Attempt attempt("127.0.0.1:1", policy::Mode::Production, "");
+  auto attempt = make_attempt("127.0.0.1:1", policy::Mode::Production, "");
   attempt.set_raw_target("ftp://files.example/x");
   attempt.set_refusal(Reason::UnsupportedScheme, "scheme 'ftp' is not proxied");
   const auto res = refusal_response(400, attempt, 11, false);
