@@ -27,12 +27,11 @@ std::string new_request_id() {
   return id;
 }
 
-Attempt::Attempt(std::string client_addr, policy::Mode mode, std::string role) {
+Attempt::Attempt(std::string client_addr, policy::Mode mode) {
   event_.request_id = new_request_id();
   event_.ts = std::chrono::system_clock::now();
   event_.client_addr = std::move(client_addr);
   event_.mode = std::string(policy::to_string(mode));
-  event_.role = std::move(role);
 }
 
 void Attempt::set_target(const RequestTarget& target) {

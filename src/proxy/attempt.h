@@ -21,8 +21,9 @@ std::string new_request_id();
 
 class Attempt {
  public:
-  Attempt(std::string client_addr, policy::Mode mode, std::string role);
+  Attempt(std::string client_addr, policy::Mode mode);
 
+  void set_role(std::string role) { event_.role = std::move(role); }
   void set_kind(policy::RequestKind kind) { event_.kind = std::string(policy::to_string(kind)); }
   void set_method(std::string method) { event_.method = std::move(method); }
   /// Records the raw host when the target could not be parsed.
@@ -37,6 +38,9 @@ class Attempt {
   /// close event's error starts with its code.
   void set_failure(policy::Reason reason, std::string detail);
   void set_upstream(std::string addr) { event_.upstream_addr = std::move(addr); }
+  /// The policy's deny_message for this worker, shown in a policy refusal.
+  void set_deny_message(std::string text) { deny_message_ = std::move(text); }
+  const std::string& deny_message() const { return deny_message_; }
 
   const std::string& request_id() const { return event_.request_id; }
   const std::string& host() const { return event_.host; }
@@ -65,6 +69,7 @@ class Attempt {
  private:
   audit::Event event_;
   std::string detail_;
+  std::string deny_message_;
   policy::Reason refusal_reason_ = policy::Reason::NotAllowed;
   bool failed_ = false;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

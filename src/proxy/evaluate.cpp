@@ -19,11 +19,6 @@ ParsedTarget refuse(Reason reason, std::string error) {
   return out;
 }
 
-policy::IpAddress to_policy_address(const asio::ip::address& address) {
-  if (address.is_v4()) return policy::IpAddress::v4(address.to_v4().to_uint());
-  return policy::IpAddress::v6(address.to_v6().to_bytes());
-}
-
 asio::ip::address to_asio_address(const policy::IpAddress& address) {
   if (address.is_v4()) {
     return asio::ip::address_v4({address.bytes[0], address.bytes[1], address.bytes[2], address.bytes[3]});
@@ -44,6 +39,11 @@ Reason reason_for(dns::ResolveStatus status) {
 }
 
 }  // namespace
+
+policy::IpAddress to_policy_address(const asio::ip::address& address) {
+  if (address.is_v4()) return policy::IpAddress::v4(address.to_v4().to_uint());
+  return policy::IpAddress::v6(address.to_v6().to_bytes());
+}
 
 ParsedTarget parse_absolute_target(std::string_view target) {
   if (target.starts_with('/')) {

@@ -86,6 +86,7 @@ http::response<http::string_body> refusal_response(int status, const Attempt& at
     body += value;
     body += '\n';
   };
+  line("message:    ", attempt.deny_message());
   line("host:       ", attempt.host());
   line("role:       ", attempt.role().empty() ? "(none)" : attempt.role());
   line("mode:       ", attempt.mode());
@@ -98,6 +99,7 @@ http::response<http::string_body> refusal_response(int status, const Attempt& at
   res.set("X-Egress-Request-Id", attempt.request_id());
   res.set("X-Egress-Reason", policy::to_string(attempt.refusal_reason()));
   res.set(http::field::via, kVia);
+  if (status == 407) res.set(http::field::proxy_authenticate, "Basic realm=\"egress\"");
   res.body() = std::move(body);
   res.keep_alive(keep_alive);
   res.prepare_payload();

@@ -16,7 +16,10 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <filesystem>
 #include <thread>
+
+#include <sys/stat.h>
 
 #include "proxy/relay.h"
 #include "proxy/session.h"
@@ -113,6 +116,7 @@ class Control {
 
   void run() {
     asio::co_spawn(ioc_, handle_signals(), asio::detached);
+    asio::co_spawn(ioc_, watch_policy_file(), asio::detached);
     ioc_.run();
   }
 
@@ -135,9 +139,44 @@ class Control {
     try {
       auto next = load_policy_();
       shared_.policy.store(next);
+      ++shared_.policy_reloads;
       spdlog::info("policy reloaded from {} (mode {})", next->source(), policy::to_string(next->mode()));
     } catch (const std::exception& e) {
+      ++shared_.policy_reload_failures;
       spdlog::error("policy reload failed; the previous policy stays in force:\n{}", e.what());
+    }
+  }
+
+  /// Identifies the file's content as it is now: the symlink chain is
+  /// resolved first, so a ConfigMap-style swap of the `..data` link counts
+  /// as a change even when the new file's timestamps are older.
+  static std::string fingerprint(const std::string& path) {
+    std::error_code ec;
+    const auto real = std::filesystem::canonical(path, ec);
+    struct stat st {};
+    if (ec || ::stat(real.c_str(), &st) != 0) return "missing";
+    return real.string() + "|" + std::to_string(st.st_ino) + "|" + std::to_string(st.st_size) + "|" +
+           std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+  }
+
+  /// Polls the policy file (cheap: one stat per interval) and reloads it
+  /// when it changes. Polling rather than inotify: it sees symlink swaps,
+  /// replaced directories and editors' rename-over-write alike.
+  asio::awaitable<void> watch_policy_file() {
+    const auto& path = shared_.config.policy_file;
+    const auto interval = shared_.config.policy_poll_interval;
+    if (path.empty() || interval.count() == 0) co_return;
+    auto last = fingerprint(path);
+    asio::steady_timer timer(ioc_);
+    for (;;) {
+      timer.expires_after(interval);
+      auto [ec] = co_await timer.async_wait(use_nothrow);
+      if (ec) co_return;
+      auto now = fingerprint(path);
+      if (now == last) continue;
+      last = std::move(now);
+      spdlog::info("policy file {} changed; reloading", path);
+      reload();
     }
   }
 
@@ -168,6 +207,7 @@ class Control {
       co_await wait_for_sessions(2s);
     }
     for (auto& worker : workers_) worker->ioc.stop();
+    ioc_.stop();  // ends the policy watcher too
   }
 
   asio::io_context ioc_{1};

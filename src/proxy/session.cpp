@@ -8,6 +8,7 @@
 #include <boost/asio/connect.hpp>
 
 #include "proxy/http_rules.h"
+#include "proxy/identity.h"
 #include "proxy/relay.h"
 
 namespace egress::proxy {
@@ -57,6 +58,7 @@ Session::Session(Worker& worker, tcp::socket socket)
   beast::error_code ec;
   const auto remote = client_.socket().remote_endpoint(ec);
   client_addr_ = ec ? "unknown" : endpoint_text(remote);
+  if (!ec) client_ip_ = to_policy_address(remote.address());
   registration_ = worker_.sessions.insert(worker_.sessions.end(), this);
   ++worker_.shared.active_sessions;
 }
@@ -72,7 +74,15 @@ void Session::abort() {
   if (upstream_) upstream_->stream.socket().close(ignored);
 }
 
-Attempt Session::new_attempt(policy::Mode mode) const { return Attempt(client_addr_, mode, ""); }
+bool Session::identify_worker(const policy::Policy& policy, const http::request_header<>& request,
+                              Attempt& attempt) {
+  const auto identity = identify(policy, client_ip_, request[http::field::proxy_authorization]);
+  attempt.set_role(identity.role);
+  if (!identity.rejected) return true;
+  attempt.set_refusal(Reason::UnknownToken, identity.error);
+  worker_.shared.audit.record(attempt.decision_event());
+  return false;
+}
 
 void Session::record_close(const Attempt& attempt, const Attempt::Outcome& outcome) {
   worker_.shared.audit.record(attempt.close_event(outcome));
@@ -109,8 +119,8 @@ asio::awaitable<void> Session::refuse_unreadable(beast::error_code ec) {
       ec == asio::error::connection_reset || !started) {
     co_return;
   }
-  const auto policy = worker_.shared.policy.load();
-  Attempt attempt = new_attempt(policy->mode());
+  const auto snapshot = worker_.shared.policy.load();
+  Attempt attempt = new_attempt(snapshot->mode());
   attempt.set_kind(policy::RequestKind::Http);
   if (ec == beast::error::timeout) {
     // tcp_stream closes the socket when its deadline passes, so there is
@@ -143,14 +153,14 @@ asio::awaitable<bool> Session::refuse(Attempt& attempt, int status, unsigned ver
   co_return keep_alive && !ec;
 }
 
-asio::awaitable<Session::Admission> Session::admit(Attempt& attempt, const RequestTarget& target,
-                                                   std::string_view method) {
-  const auto policy = worker_.shared.policy.load();
+asio::awaitable<Session::Admission> Session::admit(const policy::Policy& policy, Attempt& attempt,
+                                                   const RequestTarget& target, std::string_view method) {
   Admission out;
-  out.evaluation = co_await evaluate(*policy, *worker_.resolver, target, method, attempt.role());
+  out.evaluation = co_await evaluate(policy, *worker_.resolver, target, method, attempt.role());
   out.refusal_status = out.evaluation.refusal_status;
   attempt.set_decision(out.evaluation.decision);
   if (!out.evaluation.decision.allows()) {
+    attempt.set_deny_message(std::string(policy.deny_message(attempt.role())));
     worker_.shared.audit.record(attempt.decision_event());
     co_return out;
   }
@@ -191,8 +201,10 @@ asio::awaitable<int> Session::connect_upstream(Attempt& attempt, const RequestTa
 asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
   const auto& limits = worker_.shared.config.limits;
   auto& request = parser.get();
-  const auto policy_mode = worker_.shared.policy.load()->mode();
-  Attempt attempt = new_attempt(policy_mode);
+  // One snapshot per request: a reload mid-request does not change the
+  // rules this request is decided and identified under.
+  const auto snapshot = worker_.shared.policy.load();
+  Attempt attempt = new_attempt(snapshot->mode());
   attempt.set_kind(policy::RequestKind::Http);
   attempt.set_method(std::string(request.method_string()));
   const unsigned version = request.version();
@@ -207,8 +219,11 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
   }
   const RequestTarget& target = *parsed.request;
   attempt.set_target(target);
+  if (!identify_worker(*snapshot, request, attempt)) {
+    co_return co_await refuse(attempt, 407, version, client_keep_alive && parser.is_done());
+  }
 
-  const auto admission = co_await admit(attempt, target, request.method_string());
+  const auto admission = co_await admit(*snapshot, attempt, target, request.method_string());
   if (!admission.admitted) {
     co_return co_await refuse(attempt, admission.refusal_status, version, client_keep_alive && parser.is_done());
   }
@@ -279,7 +294,8 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
 
 asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
   auto& request = parser.get();
-  Attempt attempt = new_attempt(worker_.shared.policy.load()->mode());
+  const auto snapshot = worker_.shared.policy.load();
+  Attempt attempt = new_attempt(snapshot->mode());
   attempt.set_kind(policy::RequestKind::Connect);
   attempt.set_method("CONNECT");
   const unsigned version = request.version();
@@ -294,8 +310,12 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
   }
   const RequestTarget& target = *parsed.request;
   attempt.set_target(target);
+  if (!identify_worker(*snapshot, request, attempt)) {
+    co_await refuse(attempt, 407, version, false);
+    co_return;
+  }
 
-  const auto admission = co_await admit(attempt, target, "CONNECT");
+  const auto admission = co_await admit(*snapshot, attempt, target, "CONNECT");
   if (!admission.admitted) {
     co_await refuse(attempt, admission.refusal_status, version, false);
     co_return;

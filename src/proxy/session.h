@@ -65,7 +65,11 @@ class Session {
   boost::asio::awaitable<bool> serve_request(RequestParser& parser);
   boost::asio::awaitable<void> serve_connect(RequestParser& parser);
   boost::asio::awaitable<void> refuse_unreadable(beast::error_code ec);
-  boost::asio::awaitable<Admission> admit(Attempt& attempt, const RequestTarget& target, std::string_view method);
+  boost::asio::awaitable<Admission> admit(const policy::Policy& policy, Attempt& attempt, const RequestTarget& target,
+                                          std::string_view method);
+  /// Sets the attempt's role from the request's credentials or source;
+  /// false when a presented token matches no role (the caller answers 407).
+  bool identify_worker(const policy::Policy& policy, const http::request_header<>& request, Attempt& attempt);
   boost::asio::awaitable<bool> refuse(Attempt& attempt, int status, unsigned version, bool keep_alive);
   /// Connects (or reuses) the upstream; on failure records it on `attempt`
   /// and returns the status to refuse with (502 or 504), else 0.
@@ -73,13 +77,14 @@ class Session {
                                                const Evaluation& evaluation);
   boost::asio::awaitable<void> relay_tunnel(Attempt::Outcome& outcome);
 
-  Attempt new_attempt(policy::Mode mode) const;
+  Attempt new_attempt(policy::Mode mode) const { return Attempt(client_addr_, mode); }
   void record_close(const Attempt& attempt, const Attempt::Outcome& outcome);
 
   Worker& worker_;
   beast::tcp_stream client_;
   beast::flat_buffer client_buffer_;
   std::string client_addr_;
+  policy::IpAddress client_ip_;
   std::optional<Upstream> upstream_;
   std::list<Session*>::iterator registration_;
 };

@@ -29,6 +29,8 @@ struct Shared {
   std::atomic<policy::PolicySnapshot> policy;
   audit::AuditStore& audit;
   std::atomic<int> active_sessions{0};
+  std::atomic<std::uint64_t> policy_reloads{0};
+  std::atomic<std::uint64_t> policy_reload_failures{0};
 };
 
 class Session;

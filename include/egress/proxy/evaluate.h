@@ -44,6 +44,9 @@ ParsedTarget parse_absolute_target(std::string_view target);
 /// A CONNECT authority ("host:port", "[v6]:port").
 ParsedTarget parse_connect_target(std::string_view authority);
 
+/// An Asio address as the policy's plain value type.
+policy::IpAddress to_policy_address(const boost::asio::ip::address& address);
+
 /// The outcome of evaluate(): the final decision and, when it allows, the
 /// exact endpoints to connect to (invariant 3: never resolved again).
 struct Evaluation {
