@@ -124,13 +124,16 @@ void read_limits(Reader& r, const YAML::Node& node, Limits& limits) {
 
 void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   r.check_keys(root,
-               {"listen", "policy", "mode", "audit_db", "audit_sync", "audit_stream", "threads", "dns", "limits", "log_level"},
+               {"listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "retention", "threads", "dns", "limits", "log_level"},
                "the configuration");
   if (root["listen"]) {
     config.listen = r.string(root["listen"], "listen");
     if (!parse_host_port(config.listen)) r.problem(root["listen"], "listen must be HOST:PORT, e.g. 127.0.0.1:3128");
   }
   if (root["policy"]) config.policy_file = r.string(root["policy"], "policy");
+  if (root["policy_poll_interval"]) {
+    config.policy_poll_interval = r.duration(root["policy_poll_interval"], "policy_poll_interval");
+  }
   if (root["mode"]) {
     config.mode = policy::mode_from_string(r.string(root["mode"], "mode"));
     if (!config.mode) r.problem(root["mode"], "mode must be production, self-hosted or developer");
@@ -142,6 +145,7 @@ void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
     else if (sync != "normal") r.problem(root["audit_sync"], "audit_sync must be normal or full");
   }
   if (root["audit_stream"]) config.audit_stream = r.string(root["audit_stream"], "audit_stream");
+  if (root["retention"]) config.retention = r.duration(root["retention"], "retention");
   if (root["threads"]) config.threads = static_cast<unsigned>(r.number(root["threads"], "threads", 256));
   // A section that is not a map would make yaml-cpp throw on lookup; say
   // what is wrong instead. An empty section ("dns:") keeps the defaults.
@@ -167,6 +171,7 @@ std::optional<milliseconds> parse_duration(std::string_view text) {
   if (unit == "s") return milliseconds(value * 1000);
   if (unit == "m") return milliseconds(value * 60'000);
   if (unit == "h") return milliseconds(value * 3'600'000);
+  if (unit == "d") return milliseconds(value * 86'400'000);  // retention: "90d"
   return std::nullopt;
 }
 

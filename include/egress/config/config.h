@@ -44,10 +44,14 @@ enum class AuditSync { Normal, Full };
 struct ServeConfig {
   std::string listen = "127.0.0.1:3128";
   std::string policy_file;  // "" = the embedded default policy
+  /// How often serve checks the policy file for changes (including a
+  /// ConfigMap-style symlink swap) and reloads it; 0 = only on SIGHUP.
+  milliseconds policy_poll_interval{1000};
   std::optional<policy::Mode> mode;  // overrides the policy file's mode
   std::string audit_db = "egress-audit.db";
   AuditSync audit_sync = AuditSync::Normal;
   std::string audit_stream;  // "" = off, "stdout", or a file path (JSON lines)
+  milliseconds retention{0};  // audit events older than this are pruned in the background; 0 = keep all
   unsigned threads = 0;      // 0 = one per core
   DnsConfig dns;
   Limits limits;
@@ -64,7 +68,7 @@ class ConfigError : public std::runtime_error {
 /// ConfigError listing every problem (unknown keys, bad durations, …).
 ServeConfig load_config_file(const std::string& path);
 
-/// "250ms", "10s", "5m", "1h" → milliseconds; nullopt if malformed.
+/// "250ms", "10s", "5m", "1h", "90d" → milliseconds; nullopt if malformed.
 std::optional<milliseconds> parse_duration(std::string_view text);
 
 /// "host:port" / "[v6]:port" as used by --listen: splits and checks it.
