@@ -11,6 +11,14 @@ Value text(const std::string& s) {
   return s;
 }
 
+template <typename T>
+Value integer(const std::optional<T>& v) {
+  if (!v) return std::monostate{};
+  return static_cast<std::int64_t>(*v);
+}
+
+}  // namespace
+
 // Boost.JSON writes string bytes as they are, and a host that could not be
 // normalised is the worker's raw bytes. A log pipeline must get valid JSON,
 // so the stream (only the stream: the database keeps the bytes the hash
@@ -46,14 +54,6 @@ std::string valid_utf8(const std::string& s) {
   }
   return out;
 }
-
-template <typename T>
-Value integer(const std::optional<T>& v) {
-  if (!v) return std::monostate{};
-  return static_cast<std::int64_t>(*v);
-}
-
-}  // namespace
 
 std::vector<Value> row_values(const Event& e) {
   // Order is kContentColumns order; chain hashes depend on it.

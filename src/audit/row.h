@@ -12,11 +12,9 @@
 #include <vector>
 
 #include "egress/audit/event.h"
+#include "egress/audit/log.h"
 
 namespace egress::audit {
-
-/// A column value as SQLite stores it. monostate is NULL.
-using Value = std::variant<std::monostate, std::int64_t, std::string>;
 
 /// The content columns of `events`, in table order: every column except
 /// id, prev_hash and hash. Must match schema/001_events.sql (a test checks).
@@ -25,6 +23,10 @@ inline constexpr std::array<std::string_view, 22> kContentColumns = {
     "kind",   "method",     "scheme",   "host",          "port",   "path",
     "sni",    "decision",   "rule",     "reason",        "upstream_addr",
     "status", "bytes_up",   "bytes_down", "duration_ms", "error"};
+
+/// `s` with each invalid UTF-8 sequence replaced by U+FFFD, for JSON
+/// output (the database keeps the bytes the hash covers).
+std::string valid_utf8(const std::string& s);
 
 /// The event's content columns, in kContentColumns order. Empty strings and
 /// empty optionals become NULL (the schema's convention).

@@ -3,11 +3,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 
 #include "cli/commands.h"
+#include "egress/audit/maintenance.h"
 #include "egress/audit/store.h"
 #include "egress/config/config.h"
 #include "egress/policy/policy.h"
@@ -17,7 +19,7 @@ namespace egress::cli {
 namespace {
 
 struct ServeFlags {
-  std::string config_file, mode, policy_file, listen, audit_db, audit_stream, log_level;
+  std::string config_file, mode, policy_file, listen, audit_db, audit_stream, retention, log_level;
   unsigned threads = 0;
 };
 
@@ -38,6 +40,11 @@ config::ServeConfig effective_config(const ServeFlags& flags) {
   }
   if (!flags.audit_db.empty()) config.audit_db = flags.audit_db;
   if (!flags.audit_stream.empty()) config.audit_stream = flags.audit_stream;
+  if (!flags.retention.empty()) {
+    const auto retention = config::parse_duration(flags.retention);
+    if (!retention) throw config::ConfigError("--retention " + flags.retention + ": expected a duration such as 90d or 12h");
+    config.retention = *retention;
+  }
   if (!flags.log_level.empty()) config.log_level = flags.log_level;
   if (flags.threads) config.threads = flags.threads;
   return config;
@@ -113,10 +120,21 @@ int run_serve(const ServeFlags& flags) {
     return kExitUsage;
   }
 
+  // Retention prunes on its own connection in small transactions between
+  // the writer's commits; every tenth of the retention, at most 10 minutes.
+  std::unique_ptr<audit::Retention> retention;
+  if (config.retention.count() > 0) {
+    const auto interval = std::clamp<std::chrono::milliseconds>(config.retention / 10, std::chrono::seconds(1),
+                                                                std::chrono::minutes(10));
+    retention = std::make_unique<audit::Retention>(
+        config.audit_db, std::chrono::duration_cast<std::chrono::seconds>(config.retention), interval);
+  }
+
   try {
     const int code = proxy::serve(config, load_policy, *store, [&](const std::string& address) {
       print_banner(config, *first_policy, address);
     });
+    retention.reset();
     store.reset();  // flushes every queued event before exit
     spdlog::info("stopped; audit log flushed");
     return code;
@@ -137,6 +155,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   serve->add_option("--listen", flags->listen, "HOST:PORT to listen on (default 127.0.0.1:3128)");
   serve->add_option("--audit-db", flags->audit_db, "SQLite audit database (default egress-audit.db)");
   serve->add_option("--audit-stream", flags->audit_stream, "also write audit events as JSON lines: stdout or a file");
+  serve->add_option("--retention", flags->retention, "prune audit events older than this (e.g. 90d) in the background");
   serve->add_option("--threads", flags->threads, "worker threads (default: one per core)");
   serve->add_option("--log-level", flags->log_level, "trace | debug | info | warn | error (default info)");
   serve->callback([flags, &exit_code] { exit_code = run_serve(*flags); });

@@ -56,7 +56,7 @@ TEST_CASE("open_database creates the schema in a new file", "[audit]") {
   { DbPtr db = open_database(path, 100ms); }
 
   DbPtr db = open_reader(path);
-  CHECK(schema_objects(db.get(), "table") == std::set<std::string>{"events"});
+  CHECK(schema_objects(db.get(), "table") == std::set<std::string>{"events", "prune_anchors"});
   CHECK(schema_objects(db.get(), "view") == std::set<std::string>{"requests"});
   CHECK(schema_objects(db.get(), "index") ==
         std::set<std::string>{"events_ts", "events_host_ts", "events_request_id",
@@ -181,4 +181,25 @@ TEST_CASE("the events table rejects UPDATE and DELETE", "[audit]") {
              Contains("CHECK"));
   CHECK(query_text(db.get(), "SELECT host FROM events") == "<NULL>");
   CHECK(query_int(db.get(), "SELECT count(*) FROM events") == 1);
+}
+
+TEST_CASE("a version 1 database migrates to the prune anchors schema keeping its rows",
+          "[audit]") {
+  TempDir dir;
+  const std::string path = dir.file("audit.db");
+  {
+    // What an egress with only 001_events.sql left behind.
+    DbPtr db = open_reader_creating(path);
+    run_sql(db.get(), std::string(migrations().at(0).sql));
+    run_sql(db.get(), "PRAGMA application_id = 1162302035; PRAGMA user_version = 1");
+    run_sql(db.get(),
+            "INSERT INTO events (ts, request_id, event, prev_hash, hash) "
+            "VALUES ('2026-01-01T00:00:00.000000Z', 'r1', 'decision', 'p', 'h')");
+  }
+  { DbPtr db = open_database(path, 100ms); }
+  DbPtr db = open_reader(path);
+  CHECK(query_int(db.get(), "PRAGMA user_version") == 2);
+  CHECK(query_int(db.get(), "SELECT count(*) FROM events") == 1);
+  CHECK(query_int(db.get(), "SELECT count(*) FROM prune_anchors") == 0);
+  CHECK(schema_objects(db.get(), "view") == std::set<std::string>{"requests"});
 }

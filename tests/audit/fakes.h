@@ -13,6 +13,8 @@
 
 #include "audit/database.h"
 #include "egress/audit/event.h"
+#include "egress/audit/store.h"
+#include <vector>
 
 namespace egress::audit::testing {
 
@@ -42,6 +44,17 @@ inline DbPtr open_reader(const std::string& path) {
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
     sqlite3_close_v2(db);
     throw std::runtime_error("cannot open " + path);
+  }
+  return DbPtr(db);
+}
+
+/// Like open_reader, but creates the file (for hand-made databases).
+inline DbPtr open_reader_creating(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    sqlite3_close_v2(db);
+    throw std::runtime_error("cannot create " + path);
   }
   return DbPtr(db);
 }
@@ -123,6 +136,36 @@ inline Event close_event(const std::string& request_id) {
   e.bytes_down = 123456789012;
   e.duration_ms = 877;
   return e;
+}
+
+/// The time of a sample event `minutes` after 2026-11-28T00:00:00Z.
+inline std::chrono::system_clock::time_point sample_time(int minutes) {
+  using namespace std::chrono;
+  return system_clock::time_point(sys_days(year(2026) / 11 / 28)) + std::chrono::minutes(minutes);
+}
+
+/// Commits `events` to the database at `path` through the real writer.
+inline void write_events(const std::string& path, std::vector<Event> events) {
+  StoreOptions options;
+  options.path = path;
+  auto store = AuditStore::open(options);
+  for (auto& e : events) store->record(std::move(e));
+  store->flush();
+}
+
+/// A decision and its close, `minute` minutes into the sample day.
+inline std::vector<Event> request_pair(const std::string& id, int minute, const std::string& host,
+                                       const std::string& decision, int status) {
+  Event d = decision_event(id);
+  d.ts = sample_time(minute);
+  d.host = host;
+  d.decision = decision;
+  d.reason = decision == "deny" ? "not-allowed" : "host-allowed";
+  Event c = close_event(id);
+  c.ts = sample_time(minute) + std::chrono::milliseconds(5);
+  c.host = host;
+  c.status = status;
+  return {d, c};
 }
 
 }  // namespace egress::audit::testing

@@ -1,0 +1,86 @@
+// Keeping an audit log trustworthy and bounded: `egress audit verify` walks
+// the hash chain, `egress audit prune` removes old rows and records an
+// anchor for them (schema/002_prune_anchors.sql), and Retention runs that
+// prune in serve's background in small transactions.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace egress::audit {
+
+struct VerifyReport {
+  bool ok = false;
+  std::int64_t rows = 0;          // event rows checked
+  std::int64_t first_id = 0;      // first and last event id checked (0 if none)
+  std::int64_t last_id = 0;
+  std::int64_t anchors = 0;       // prune anchors checked
+  std::int64_t pruned_rows = 0;   // rows the anchors account for
+  /// When !ok: the first bad row's id (0 for an anchor problem) and what is
+  /// wrong with it, for a person: "row 42 (2026-…Z, request 9f…) was edited:
+  /// its content no longer matches its hash".
+  std::int64_t bad_id = 0;
+  std::string problem;
+};
+
+/// Recomputes every anchor's and every event's hash in id order. Throws
+/// AuditError if `path` cannot be opened as an egress audit database.
+VerifyReport verify(const std::string& path);
+
+struct PruneOptions {
+  /// Rows whose ts is before this (parse_time output) are removed, as a
+  /// prefix in id order; the newest row is always kept.
+  std::string older_than;
+  std::size_t batch_rows = 2000;  // rows per transaction (>= 1)
+  /// Pause between transactions, so serve's writer takes the lock between
+  /// batches rather than waiting for the whole run.
+  std::chrono::milliseconds pause{0};
+  std::chrono::milliseconds busy_timeout{5000};
+};
+
+struct PruneResult {
+  std::int64_t pruned_rows = 0;
+  std::int64_t first_id = 0;  // range removed (0 when nothing was)
+  std::int64_t last_id = 0;
+  std::int64_t batches = 0;
+};
+
+/// Removes old rows from `path` (which must exist) and records one anchor
+/// for the run. Safe while serve writes the same file. Throws AuditError.
+/// `stop` (may be null) is checked between batches.
+PruneResult prune(const std::string& path, const PruneOptions& options,
+                  const std::atomic<bool>* stop = nullptr);
+
+/// Serve's `retention`: every `interval`, prunes rows older than `max_age`
+/// in batches of PruneOptions::batch_rows with a pause between them, on its
+/// own thread and its own connection. Failures are logged at warn and
+/// retried at the next interval; requests are never failed by it.
+class Retention {
+ public:
+  Retention(std::string path, std::chrono::seconds max_age, std::chrono::milliseconds interval);
+  ~Retention();  // stops between batches and joins
+  Retention(const Retention&) = delete;
+  Retention& operator=(const Retention&) = delete;
+
+  /// Wakes the thread for an immediate pass (tests).
+  void run_now();
+
+ private:
+  void run();
+
+  const std::string path_;
+  const std::chrono::seconds max_age_;
+  const std::chrono::milliseconds interval_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<bool> stop_{false};
+  bool wake_ = false;
+  std::thread thread_;
+};
+
+}  // namespace egress::audit
