@@ -18,6 +18,7 @@ int run(int argc, char** argv) {
   int exit_code = 0;
   add_serve_command(app, exit_code);
   add_check_command(app, exit_code);
+  add_policy_command(app, exit_code);
   add_audit_command(app, exit_code);
 
   try {

@@ -12,6 +12,7 @@ inline constexpr int kExitUsage = 2;   // bad usage, configuration or policy
 
 void add_serve_command(CLI::App& app, int& exit_code);
 void add_check_command(CLI::App& app, int& exit_code);
+void add_policy_command(CLI::App& app, int& exit_code);
 void add_audit_command(CLI::App& app, int& exit_code);
 
 }  // namespace egress::cli

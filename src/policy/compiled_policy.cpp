@@ -6,6 +6,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <vector>
 
 namespace egress::policy {
 
@@ -104,11 +105,57 @@ bool has_ambiguous_segments(std::string_view path) {
 
 }  // namespace
 
+bool path_glob_matches(std::string_view glob, std::string_view path) {
+  // An NFA walk over glob positions: O(|glob| * |path|), no backtracking,
+  // so no glob can make matching a hostile path slow. `active[i]` means
+  // "the first i glob characters can match what was read so far"; a star
+  // (one or two '*') may stay where it is on each character.
+  auto star_len = [&](std::size_t i) -> std::size_t {
+    if (i >= glob.size() || glob[i] != '*') return 0;
+    return i + 1 < glob.size() && glob[i + 1] == '*' ? 2 : 1;
+  };
+  std::vector<char> active(glob.size() + 1, 0), next(glob.size() + 1, 0);
+  auto close = [&](std::vector<char>& states) {
+    for (std::size_t i = 0; i < glob.size(); ++i) {
+      if (states[i] && star_len(i)) states[i + star_len(i)] = 1;
+    }
+  };
+  active[0] = 1;
+  close(active);
+  for (char c : path) {
+    std::fill(next.begin(), next.end(), 0);
+    bool any = false;
+    for (std::size_t i = 0; i < glob.size(); ++i) {
+      if (!active[i]) continue;
+      std::size_t star = star_len(i);
+      if (star == 2 || (star == 1 && c != '/')) {
+        next[i] = 1;
+        any = true;
+      } else if (star == 0 && glob[i] == c) {
+        next[i + 1] = 1;
+        any = true;
+      }
+    }
+    if (!any) return false;
+    close(next);
+    active.swap(next);
+  }
+  return active[glob.size()] != 0;
+}
+
 bool rule_path_matches(const Rule& rule, std::string_view path) {
   if (rule.paths.empty() || path.empty()) return true;
   if (has_ambiguous_segments(path)) return false;
-  return std::any_of(rule.paths.begin(), rule.paths.end(),
-                     [&](const std::string& prefix) { return path.starts_with(prefix); });
+  std::string_view without_query = path.substr(0, path.find_first_of("?#"));
+  return std::any_of(rule.paths.begin(), rule.paths.end(), [&](const std::string& entry) {
+    if (entry.find('*') == std::string::npos) return path.starts_with(entry);
+    return path_glob_matches(entry, without_query);
+  });
+}
+
+bool rule_method_matches(const Rule& rule, std::string_view method, RequestKind kind) {
+  if (rule.methods.empty() || method.empty() || kind == RequestKind::Connect) return true;
+  return std::find(rule.methods.begin(), rule.methods.end(), method) != rule.methods.end();
 }
 
 }  // namespace egress::policy

@@ -109,5 +109,11 @@ bool rule_port_matches(const Rule& rule, std::uint16_t port);
 /// Whether a rule's path prefixes admit `path`; an empty path (not visible,
 /// e.g. CONNECT without inspection) is admitted, as design.md specifies.
 bool rule_path_matches(const Rule& rule, std::string_view path);
+/// Whether `glob` ('*' within a segment, '**' across segments) matches the
+/// whole of `path` (the query already removed).
+bool path_glob_matches(std::string_view glob, std::string_view path);
+/// Whether a rule's methods admit `method`. CONNECT tunnels (kind Connect)
+/// and an empty method (not visible) are admitted: see policy.h.
+bool rule_method_matches(const Rule& rule, std::string_view method, RequestKind kind);
 
 }  // namespace egress::policy

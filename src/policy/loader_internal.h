@@ -44,6 +44,11 @@ std::string_view list_name(ListKind kind);
 std::vector<Rule> parse_rule_list(const YAML::Node& list, ListKind kind, int key_line,
                                   Problems& problems);
 
+/// Reads a whole policy document into a model, adding every problem found
+/// (the model is partial when there are problems). `egress policy lint`
+/// uses it to report problems and warnings together.
+PolicyModel parse_document(std::string_view yaml, const std::string& name, Problems& problems);
+
 /// Parses a host entry ("github.com", ".github.com", "*.github.com",
 /// "~regex"); on failure returns nullopt and sets `error` to what is wrong
 /// and how to fix it.

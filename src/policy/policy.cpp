@@ -4,6 +4,8 @@
 // the request; every return builds a fresh Decision with a fixed reason.
 #include "egress/policy/policy.h"
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 
 #include "compiled_policy.h"
@@ -28,11 +30,13 @@ struct Scopes {
   }
 };
 
-// The best host match in one list: a full match wins, then host+port, then
-// host only; within a class, global before role and file order.
+// The best host match in one list: a full match wins, then the closest
+// misses: path only, then method, then port; within a class, global before
+// role and file order.
 struct HostMatch {
   const Rule* full = nullptr;
-  const Rule* host_and_port = nullptr;
+  const Rule* host_and_port = nullptr;  // host, port and method matched; the path did not
+  const Rule* method_miss = nullptr;    // host and port matched; the method did not
   const Rule* host_only = nullptr;
 };
 
@@ -43,12 +47,14 @@ HostMatch match_list(const Scopes& scopes, RuleSet ScopeRules::*list, const Deci
   bool is_name = host.type == HostType::Name;
   scopes.each([&](const ScopeRules& scope) {
     const RuleSet& rules = scope.*list;
-    std::uint32_t full = UINT32_MAX, port = UINT32_MAX, only = UINT32_MAX;
+    std::uint32_t full = UINT32_MAX, port = UINT32_MAX, method = UINT32_MAX, only = UINT32_MAX;
     rules.for_each_host_match(host.host, is_name, [&](std::uint32_t index) {
       const Rule& rule = rules.rule(index);
       if (!state_is(rule, filter)) return;
       if (!rule_port_matches(rule, args.target.port)) {
         only = std::min(only, index);
+      } else if (!rule_method_matches(rule, args.method, args.kind)) {
+        method = std::min(method, index);
       } else if (!rule_path_matches(rule, args.path)) {
         port = std::min(port, index);
       } else {
@@ -57,6 +63,7 @@ HostMatch match_list(const Scopes& scopes, RuleSet ScopeRules::*list, const Deci
     });
     if (!best.full && full != UINT32_MAX) best.full = &rules.rule(full);
     if (!best.host_and_port && port != UINT32_MAX) best.host_and_port = &rules.rule(port);
+    if (!best.method_miss && method != UINT32_MAX) best.method_miss = &rules.rule(method);
     if (!best.host_only && only != UINT32_MAX) best.host_only = &rules.rule(only);
   });
   return best;
@@ -130,7 +137,8 @@ bool any_internal_cidr_for_port(const Scopes& scopes, std::uint16_t port) {
 // Steps 1-6 with only the rules in `filter` state present.
 Decision host_steps(Mode mode, const Scopes& scopes, const DecideArgs& args, StateFilter filter) {
   auto deny = match_list(scopes, &ScopeRules::deny, args, filter);
-  // Deny rules have no paths (the loader refuses them), so host+port suffices.
+  // Deny rules have no paths or methods (the loader refuses them), so
+  // host+port suffices.
   if (const Rule* rule = deny.full ? deny.full : deny.host_and_port) {
     return make(Verdict::Deny, Reason::DenyRule, rule->where);
   }
@@ -143,6 +151,10 @@ Decision host_steps(Mode mode, const Scopes& scopes, const DecideArgs& args, Sta
     return make(Verdict::Deny, Reason::PathNotAllowed, allow.host_and_port->where,
                 "path " + std::string(args.path) + " is not under any of the paths of rule " +
                     allow.host_and_port->where);
+  }
+  if (allow.method_miss) {
+    return make(Verdict::Deny, Reason::MethodNotAllowed, allow.method_miss->where,
+                "method " + std::string(args.method) + " is not in the methods of rule " + allow.method_miss->where);
   }
   if (allow.host_only) {
     return make(Verdict::Deny, Reason::PortNotAllowed, allow.host_only->where,
@@ -281,6 +293,30 @@ std::string Policy::role_for_source(const IpAddress& source) const {
     }
   }
   return best ? best->name : std::string();
+}
+
+std::optional<std::string> Policy::role_for_token(std::string_view secret) const {
+  const std::string presented = hash_token(secret);
+  const RoleRules* found = nullptr;
+  // No early exit and no short-circuit: every hash is compared in full.
+  for (const RoleRules& role : model_.roles) {
+    for (const std::string& stored : role.token_hashes) {
+      bool same = stored.size() == presented.size() &&
+                  CRYPTO_memcmp(stored.data(), presented.data(), presented.size()) == 0;
+      if (same && !found) found = &role;
+    }
+  }
+  if (!found) return std::nullopt;
+  return found->name;
+}
+
+std::string_view Policy::deny_message(std::string_view role) const {
+  if (!role.empty()) {
+    for (const RoleRules& r : model_.roles) {
+      if (r.name == role && !r.deny_message.empty()) return r.deny_message;
+    }
+  }
+  return model_.deny_message;
 }
 
 }  // namespace egress::policy

@@ -97,6 +97,25 @@ std::vector<std::string> read_string_list(const YAML::Node& node, int line, std:
   return items;
 }
 
+// `deny_message:` is free text for 403 bodies; one line, so a worker reading
+// the body (or a header copy of it) cannot be fed forged extra lines.
+std::string read_deny_message(const YAML::Node& map, int line, Problems& problems) {
+  const YAML::Node node = child(map, "deny_message");
+  if (!node.IsDefined() || node.IsNull()) return {};
+  if (!node.IsScalar()) {
+    problems.add(line_of(node, line), "deny_message must be a string, e.g. deny_message: \"ask #infra for access\"");
+    return {};
+  }
+  std::string text = node.Scalar();
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  if (text.size() > 1000 || std::any_of(text.begin(), text.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+    problems.add(line_of(node, line), "deny_message must be one line of at most 1000 characters without control "
+                                      "characters; shorten it");
+    return {};
+  }
+  return text;
+}
+
 RoleRules read_role(const std::string& name, const YAML::Node& body, int line, Problems& problems) {
   RoleRules role;
   role.name = name;
@@ -107,7 +126,10 @@ RoleRules read_role(const std::string& name, const YAML::Node& body, int line, P
     problems.add(line_of(body, line), "role '" + name + "' must be a map with sources, tokens, allow, deny or internal");
     return role;
   }
-  check_keys(body, {"sources", "tokens", "allow", "deny", "internal"}, "role '" + name + "'", problems);
+  check_keys(body, {"sources", "tokens", "allow", "deny", "internal", "deny_message"}, "role '" + name + "'",
+             problems);
+  role.line = line;
+  role.deny_message = read_deny_message(body, line, problems);
   const YAML::Node sources = child(body, "sources");
   std::size_t index = 0;
   for (const auto& text : read_string_list(sources, line, "sources", problems)) {
@@ -151,9 +173,17 @@ void read_roles(const YAML::Node& roles, int key_line, PolicyModel& model, Probl
     role_lines.push_back(line_of(entry.first, key_line));
     model.roles.push_back(read_role(name, entry.second, role_lines.back(), problems));
   }
-  // Two roles claiming the same range would make role_for_source ambiguous.
+  // Two roles claiming the same range (or token) would make the worker's
+  // role ambiguous.
   for (std::size_t i = 0; i < model.roles.size(); ++i) {
     for (std::size_t j = i + 1; j < model.roles.size(); ++j) {
+      for (const std::string& token : model.roles[i].token_hashes) {
+        const auto& other = model.roles[j].token_hashes;
+        if (std::find(other.begin(), other.end(), token) != other.end()) {
+          problems.add(role_lines[j], "the same token hash is listed in roles '" + model.roles[i].name + "' and '" +
+                                          model.roles[j].name + "'; give each worker secret one role");
+        }
+      }
       for (const Cidr& source : model.roles[i].sources) {
         const auto& other = model.roles[j].sources;
         if (std::find(other.begin(), other.end(), source) != other.end()) {
@@ -165,6 +195,8 @@ void read_roles(const YAML::Node& roles, int key_line, PolicyModel& model, Probl
     }
   }
 }
+
+}  // namespace
 
 PolicyModel parse_document(std::string_view yaml, const std::string& name, Problems& problems) {
   PolicyModel model;
@@ -184,9 +216,11 @@ PolicyModel parse_document(std::string_view yaml, const std::string& name, Probl
     problems.add(line_of(root, 1), "the policy must be a YAML map with keys version, mode, allow, deny, internal, roles");
     return model;
   }
-  check_keys(root, {"version", "mode", "allow", "deny", "internal", "roles"}, "the policy", problems);
+  check_keys(root, {"version", "mode", "allow", "deny", "internal", "roles", "deny_message"}, "the policy",
+             problems);
   read_version(root, problems);
   read_mode(root, model, problems);
+  model.deny_message = read_deny_message(root, 1, problems);
   auto key_line = [&](std::string_view key) {
     for (const auto& entry : root) {
       if (entry.first.IsScalar() && entry.first.Scalar() == key) return line_of(entry.first, 1);
@@ -200,7 +234,6 @@ PolicyModel parse_document(std::string_view yaml, const std::string& name, Probl
   return model;
 }
 
-}  // namespace
 }  // namespace loader
 
 PolicySnapshot load_policy_string(std::string_view yaml, const std::string& name, std::optional<Mode> mode_override) {

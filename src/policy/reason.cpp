@@ -60,6 +60,9 @@ std::string_view explain(Reason reason) {
     case Reason::PathNotAllowed:
       return "The host and port are allowed but not this path; ask an admin to add the "
              "path prefix to the rule's paths.";
+    case Reason::MethodNotAllowed:
+      return "The host is allowed but not for this HTTP method; ask an admin to add the "
+             "method to the rule's methods.";
     case Reason::PrivateAddress:
       return "The destination resolves to a non-public address (loopback, private, "
              "link-local or metadata); add an internal rule naming it if it is intended.";

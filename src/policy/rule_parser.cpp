@@ -51,7 +51,7 @@ std::optional<std::vector<std::uint16_t>> parse_ports(const YAML::Node& node, in
 
 std::optional<std::vector<std::string>> parse_paths(const YAML::Node& node, int line, Problems& problems) {
   if (!node.IsSequence() || node.size() == 0) {
-    problems.add(line, "paths must be a non-empty list of path prefixes such as [/api/]");
+    problems.add(line, "paths must be a non-empty list of path prefixes or globs such as [/api/, /v1/*/models]");
     return std::nullopt;
   }
   std::vector<std::string> paths;
@@ -63,10 +63,49 @@ std::optional<std::vector<std::string>> parse_paths(const YAML::Node& node, int 
       ok = false;
       continue;
     }
+    // '*' and '**' are the only glob characters; "***" has no meaning.
+    if (item.Scalar().find("***") != std::string::npos || item.Scalar().find_first_of("?#") != std::string::npos) {
+      problems.add(line_of(item, line), "path '" + item.Scalar() +
+                                            "' may not contain '***', '?' or '#'; use '*' for one segment and "
+                                            "'**' for any depth, e.g. /api/*/models or /files/**");
+      ok = false;
+      continue;
+    }
     paths.push_back(item.Scalar());
   }
   if (!ok) return std::nullopt;
   return paths;
+}
+
+// `methods: [GET, HEAD]`: HTTP method tokens, folded to upper case.
+// CONNECT is refused: a tunnel is decided on host and port (policy.h).
+std::optional<std::vector<std::string>> parse_methods(const YAML::Node& node, int line, Problems& problems) {
+  if (!node.IsSequence() || node.size() == 0) {
+    problems.add(line, "methods must be a non-empty list of HTTP methods such as [GET, HEAD]");
+    return std::nullopt;
+  }
+  std::vector<std::string> methods;
+  bool ok = true;
+  for (const auto& item : node) {
+    std::string text = item.IsScalar() ? item.Scalar() : std::string();
+    bool token = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+      return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '-' || c == '_';
+    });
+    std::transform(text.begin(), text.end(), text.begin(),
+                   [](char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; });
+    if (!token) {
+      problems.add(line_of(item, line), "method '" + text + "' is not an HTTP method; write a token such as GET");
+      ok = false;
+    } else if (text == "CONNECT") {
+      problems.add(line_of(item, line), "CONNECT cannot be listed in methods: tunnels are decided on host and "
+                                        "ports alone; remove it and restrict ports instead");
+      ok = false;
+    } else if (std::find(methods.begin(), methods.end(), text) == methods.end()) {
+      methods.push_back(std::move(text));
+    }
+  }
+  if (!ok) return std::nullopt;
+  return methods;
 }
 
 // Reads the host pattern of an entry and checks it suits the list.
@@ -115,10 +154,11 @@ std::optional<Rule> parse_entry_map(const YAML::Node& entry, ListKind kind, int 
   if (kind == ListKind::Deny) {
     check_keys(entry, {"host", "cidr", "ports", "state"}, what, problems);
   } else {
-    check_keys(entry, {"host", "cidr", "ports", "paths", "inspect", "state"}, what, problems);
+    check_keys(entry, {"host", "cidr", "ports", "paths", "methods", "inspect", "state"}, what, problems);
   }
   Rule rule;
   rule.where = where(problems, line);
+  rule.line = line;
   bool ok = true;
   const YAML::Node host = child(entry, "host");
   const YAML::Node cidr = child(entry, "cidr");
@@ -140,6 +180,11 @@ std::optional<Rule> parse_entry_map(const YAML::Node& entry, ListKind kind, int 
     if (const YAML::Node paths = child(entry, "paths"); paths.IsDefined()) {
       auto parsed = parse_paths(paths, line_of(paths, line), problems);
       if (parsed) rule.paths = std::move(*parsed);
+      ok = parsed.has_value() && ok;
+    }
+    if (const YAML::Node methods = child(entry, "methods"); methods.IsDefined()) {
+      auto parsed = parse_methods(methods, line_of(methods, line), problems);
+      if (parsed) rule.methods = std::move(*parsed);
       ok = parsed.has_value() && ok;
     }
     if (const YAML::Node inspect = child(entry, "inspect"); inspect.IsDefined()) {
@@ -243,6 +288,7 @@ std::vector<Rule> parse_rule_list(const YAML::Node& list, ListKind kind, int key
     if (entry.IsScalar()) {
       Rule rule;
       rule.where = where(problems, line);
+      rule.line = line;
       if (!read_host(entry, kind, line, rule, problems)) continue;
       if (kind != ListKind::Deny) rule.ports = kDefaultPorts;
       rules.push_back(std::move(rule));

@@ -11,16 +11,30 @@
 //   1. deny rules (global, then the role's) that match host and port:
 //      enforced → Deny `deny-rule`. Deny rules match every port unless they
 //      list `ports`.
-//   2. internal rules (global + role) that match host, port (and path where
-//      visible) → Allow `internal-rule`; non-public addresses are accepted
-//      for this target (a rule names them).
+//   2. internal rules (global + role) that match host, port (and method and
+//      path where visible) → Allow `internal-rule`; non-public addresses are
+//      accepted for this target (a rule names them).
 //   3. production mode: nothing else may leave → Deny `not-internal`.
-//   4. allow rules (global + role) that match host, port and path:
-//      → Allow `allow-rule`. If a rule matched the host but not the port →
-//      Deny `port-not-allowed`; host and port but not the path → Deny
-//      `path-not-allowed`.
+//   4. allow rules (global + role) that match host, port, method and path:
+//      → Allow `allow-rule`. Otherwise the closest miss decides: a rule
+//      matched host, port and method but not the path → Deny
+//      `path-not-allowed`; host and port but not the method → Deny
+//      `method-not-allowed`; the host but not the port → Deny
+//      `port-not-allowed`.
 //   5. developer mode → Allow `developer-mode` (any port; public addresses only).
 //   6. otherwise → Deny `not-allowed` (default deny).
+//
+//   Methods and paths are enforced where they are visible: plain HTTP and
+//   inspected tunnels. A CONNECT tunnel (kind Connect) shows neither: it is
+//   decided on host and port alone, and a rule's `methods`/`paths` restrict
+//   the requests inside it only once it is inspected. "CONNECT" is never
+//   matched against `methods`; an empty method or path counts as not visible.
+//   `methods` lists upper-case tokens (GET, HEAD, POST, ...). `paths` lists
+//   prefixes ("/api/") and globs: an entry containing '*' must match the
+//   whole path (query excluded), where '*' matches within one segment (no
+//   '/') and '**' matches anything, '/' included ("/api/*/models",
+//   "/v1/**/raw"). A path with "." or ".." segments or an encoded '.', '/'
+//   or '\\' never satisfies a `paths` rule.
 //
 //   Report state: a rule with `state: report` is not enforced. The decision
 //   is made as if it were absent; then, if that enforced decision allows and
@@ -115,10 +129,12 @@ struct Rule {
   std::optional<HostPattern> host;  // exactly one of host / cidr is set
   std::optional<Cidr> cidr;
   std::vector<std::uint16_t> ports;  // empty = any port
-  std::vector<std::string> paths;    // path prefixes; empty = any path
+  std::vector<std::string> paths;    // prefixes and globs (see above); empty = any path
+  std::vector<std::string> methods;  // upper-case HTTP methods; empty = any method
   RuleState state = RuleState::Enforce;
   bool inspect = false;
   std::string where;  // "FILE:LINE"
+  int line = 0;       // the LINE of `where`
 };
 
 struct RoleRules {
@@ -126,6 +142,8 @@ struct RoleRules {
   std::vector<Cidr> sources;
   std::vector<std::string> token_hashes;  // "sha256:<64 hex>"
   std::vector<Rule> allow, deny, internal;
+  std::string deny_message;  // replaces the policy's deny_message for this role
+  int line = 0;              // line of the role's name
 };
 
 struct PolicyModel {
@@ -133,6 +151,7 @@ struct PolicyModel {
   Mode mode = Mode::Developer;
   std::vector<Rule> allow, deny, internal;
   std::vector<RoleRules> roles;
+  std::string deny_message;  // text for 403 bodies; "" for none
   std::string source;  // file name, or "<embedded default>"
 };
 
@@ -183,12 +202,26 @@ class Policy {
   /// over all roles' `sources`), or "" for none.
   std::string role_for_source(const IpAddress& source) const;
 
+  /// The role whose `tokens` hold sha256(secret), or nullopt when none does.
+  /// Every stored hash is compared, in constant time, whatever matches, so
+  /// the time taken says nothing about which role (if any) is close.
+  std::optional<std::string> role_for_token(std::string_view secret) const;
+
+  /// The text a 403 body carries for a worker of `role`: the role's
+  /// `deny_message`, else the policy's, else "". Unknown roles get the
+  /// policy's.
+  std::string_view deny_message(std::string_view role) const;
+
  private:
   PolicyModel model_;
   std::unique_ptr<const CompiledPolicy> compiled_;
 };
 
 using PolicySnapshot = std::shared_ptr<const Policy>;
+
+/// "sha256:<64 lower-case hex>" of a worker's proxy secret: the form a role's
+/// `tokens` store (`egress policy hash-token` prints it).
+std::string hash_token(std::string_view secret);
 
 /// Reads, validates and compiles a policy file. Reports every problem found
 /// (unknown keys, bad hosts, CIDRs, regexes, ports, modes, a missing or

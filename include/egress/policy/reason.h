@@ -22,6 +22,7 @@ namespace egress::policy {
   X(NotInternal, "not-internal")           /* production: not internal */         \
   X(PortNotAllowed, "port-not-allowed")    /* host matched, port did not */       \
   X(PathNotAllowed, "path-not-allowed")    /* host and port matched, path not */  \
+  X(MethodNotAllowed, "method-not-allowed") /* host and port matched, method not */\
   X(PrivateAddress, "private-address")     /* resolves to a non-public address */ \
   X(InvalidHost, "invalid-host")           /* target could not be normalised */   \
   X(UnknownToken, "unknown-token")         /* Proxy-Authorization matches no role */ \
