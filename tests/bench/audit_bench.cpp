@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -67,46 +68,50 @@ int writer(const std::string& path, double seconds, int sessions) {
   options.path = path;
   auto store = AuditStore::open(options);
   std::atomic<std::uint64_t> next{0}, requests{0};
-  std::atomic<bool> stop{false};
   std::mutex mu;
-  std::condition_variable idle;
   int active = sessions;
   std::vector<double> waits;  // commit wait per request, microseconds (mu held)
   waits.reserve(1 << 22);
 
-  // Each session is a chain of callbacks: decision committed -> close
-  // queued -> next decision. Callbacks run on the writer thread, as in serve.
-  std::function<void()> start_request;
-  start_request = [&] {
-    if (stop.load()) {
-      std::lock_guard lock(mu);
-      if (--active == 0) idle.notify_all();
-      return;
-    }
+  // As in serve, the commit callback (writer thread) only hands the result
+  // over; a producer thread (the proxy's role) queues the close event and
+  // the session's next decision, so the writer thread does writer work only.
+  std::deque<std::pair<std::uint64_t, Clock::time_point>> ready;  // finished decisions (mu held)
+  std::condition_variable ready_cv;
+  auto start_request = [&] {
     const std::uint64_t n = next++;
     const auto queued = Clock::now();
     store->record(sample(n, EventType::Decision), [&, n, queued](bool ok) {
-      const double us = std::chrono::duration<double, std::micro>(Clock::now() - queued).count();
-      {
-        std::lock_guard lock(mu);
-        waits.push_back(us);
-      }
       if (!ok) std::fprintf(stderr, "commit failed\n");
-      store->record(sample(n, EventType::Close));
-      ++requests;
-      start_request();
+      std::lock_guard lock(mu);
+      ready.emplace_back(n, queued);
+      ready_cv.notify_one();
     });
   };
   const auto t0 = Clock::now();
+  const auto end = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   for (int i = 0; i < sessions; ++i) start_request();
-  while (Clock::now() - t0 < std::chrono::duration<double>(seconds)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  stop = true;
-  {
+  std::thread producer([&] {
     std::unique_lock lock(mu);
-    idle.wait(lock, [&] { return active == 0; });
-  }
+    while (active > 0) {
+      ready_cv.wait_for(lock, std::chrono::milliseconds(10), [&] { return !ready.empty(); });
+      auto done = std::move(ready);
+      ready.clear();
+      lock.unlock();
+      const auto now = Clock::now();
+      std::vector<double> local;
+      for (const auto& [n, queued] : done) {
+        local.push_back(std::chrono::duration<double, std::micro>(now - queued).count());
+        store->record(sample(n, EventType::Close));
+        ++requests;
+        if (now < end) start_request();
+      }
+      lock.lock();
+      waits.insert(waits.end(), local.begin(), local.end());
+      if (now >= end) active -= static_cast<int>(done.size());
+    }
+  });
+  producer.join();
   store->flush();
   const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
   const auto stats = store->stats();
