@@ -42,17 +42,6 @@ proxy::ParsedTarget parse_check_target(const std::string& text) {
   return proxy::parse_connect_target(text);
 }
 
-dns::ResolverOptions resolver_options(const config::DnsConfig& dns) {
-  dns::ResolverOptions options;
-  options.servers = dns.servers;
-  options.use_hosts_file = dns.use_hosts_file;
-  options.timeout = dns.timeout;
-  for (const auto& [name, addresses] : dns.hosts) {
-    for (const auto& a : addresses) options.static_hosts[name].push_back(asio::ip::make_address(a));
-  }
-  return options;
-}
-
 void print(const CheckFlags& flags, const proxy::RequestTarget& request, const proxy::Evaluation& evaluation) {
   const auto& d = evaluation.decision;
   if (flags.json) {
@@ -117,7 +106,13 @@ int run_check(const CheckFlags& flags) {
   }
 
   asio::io_context ioc;
-  auto resolver = dns::make_cares_resolver(ioc.get_executor(), resolver_options(config.dns));
+  dns::ResolverPtr resolver;
+  try {
+    resolver = dns::make_cares_resolver(ioc.get_executor(), proxy::resolver_options(config.dns));
+  } catch (const std::exception& e) {
+    std::cerr << "egress check: " << e.what() << "\n";
+    return kExitUsage;
+  }
   const auto method = parsed.request->kind == policy::RequestKind::Connect ? std::string("CONNECT") : flags.method;
   auto future = asio::co_spawn(ioc, proxy::evaluate(*policy, *resolver, *parsed.request, method, ""), asio::use_future);
   ioc.run();

@@ -40,6 +40,25 @@ Reason reason_for(dns::ResolveStatus status) {
 
 }  // namespace
 
+dns::ResolverOptions resolver_options(const config::DnsConfig& dns) {
+  dns::ResolverOptions options;
+  options.servers = dns.servers;
+  options.use_hosts_file = dns.use_hosts_file;
+  options.timeout = dns.timeout;
+  options.min_ttl = dns.min_ttl;
+  options.max_ttl = dns.max_ttl;
+  options.negative_ttl = dns.negative_ttl;
+  for (const auto& [name, addresses] : dns.hosts) {
+    auto& out = options.static_hosts[name];
+    for (const auto& text : addresses) {
+      boost::system::error_code ec;
+      out.push_back(asio::ip::make_address(text, ec));
+      if (ec) throw std::runtime_error("dns.hosts: '" + text + "' for " + name + " is not an IP address");
+    }
+  }
+  return options;
+}
+
 policy::IpAddress to_policy_address(const asio::ip::address& address) {
   if (address.is_v4()) return policy::IpAddress::v4(address.to_v4().to_uint());
   return policy::IpAddress::v6(address.to_v6().to_bytes());

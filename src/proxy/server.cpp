@@ -88,25 +88,6 @@ void open_acceptor(Worker& worker, const tcp::endpoint& endpoint) {
                                    std::to_string(endpoint.port()) + ": " + ec.message());
 }
 
-dns::ResolverOptions resolver_options(const config::DnsConfig& dns) {
-  dns::ResolverOptions options;
-  options.servers = dns.servers;
-  options.use_hosts_file = dns.use_hosts_file;
-  options.timeout = dns.timeout;
-  options.min_ttl = dns.min_ttl;
-  options.max_ttl = dns.max_ttl;
-  options.negative_ttl = dns.negative_ttl;
-  for (const auto& [name, addresses] : dns.hosts) {
-    auto& out = options.static_hosts[name];
-    for (const auto& text : addresses) {
-      beast::error_code ec;
-      out.push_back(asio::ip::make_address(text, ec));
-      if (ec) throw std::runtime_error("dns.hosts: '" + text + "' for " + name + " is not an IP address");
-    }
-  }
-  return options;
-}
-
 class Control {
  public:
   // The signal handlers are installed here, before any thread starts, so a

@@ -12,6 +12,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "egress/config/config.h"
 #include "egress/dns/resolver.h"
 #include "egress/policy/policy.h"
 
@@ -43,6 +44,10 @@ ParsedTarget parse_absolute_target(std::string_view target);
 
 /// A CONNECT authority ("host:port", "[v6]:port").
 ParsedTarget parse_connect_target(std::string_view authority);
+
+/// The resolver settings of a serve configuration (static hosts parsed).
+/// Throws std::runtime_error naming a dns.hosts entry that is not an address.
+dns::ResolverOptions resolver_options(const config::DnsConfig& dns);
 
 /// An Asio address as the policy's plain value type.
 policy::IpAddress to_policy_address(const boost::asio::ip::address& address);
