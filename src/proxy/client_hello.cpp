@@ -190,6 +190,9 @@ Reassembled reassemble(std::span<const std::uint8_t> bytes) {
           return out;
         }
         record_missing = std::min(record_missing, total - out.message.size());
+      } else {
+        // The message's length is not known yet: it may end right after it.
+        record_missing = std::min(record_missing, kHandshakeHeaderBytes - out.message.size());
       }
       out.early = need_more(record_missing);
       return out;

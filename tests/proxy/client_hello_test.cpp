@@ -429,6 +429,12 @@ TEST_CASE("record layer: what is not TLS, what is malformed, what needs more", "
     auto header_only = parse({22, 3, 1, 0x01, 0x00, 1, 0x00, 0x02, 0x00});  // hello of 512 in a 256-byte record
     CHECK(header_only.status == HelloStatus::NeedMore);
     CHECK(header_only.bytes_needed == 0x100 - 4);
+    // The handshake header is cut inside a long record: the hello's length is
+    // not known, so only the header's missing bytes are sure to be needed.
+    // (Found by fuzz_client_hello: this used to ask for the whole record.)
+    auto header_cut = parse({22, 3, 1, 0x03, 0x01, 1, 0});
+    CHECK(header_cut.status == HelloStatus::NeedMore);
+    CHECK(header_cut.bytes_needed == 2);
     auto at_hello_limit = parse({22, 3, 1, 0x40, 0x00, 1, 0x01, 0x00, 0x00});  // exactly 64 KiB
     CHECK(at_hello_limit.status == HelloStatus::NeedMore);
   }
