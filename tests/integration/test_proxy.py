@@ -2,6 +2,7 @@
 to real loopback upstreams (HTTP and HTTPS). Every case is checked three
 ways: what the worker got, what `egress check` predicts for it, and what
 the audit database recorded."""
+import hashlib
 import os
 import re
 import signal
@@ -26,7 +27,10 @@ deny:
 internal:
   - host: allowed.test
     ports: any
-"""
+roles:
+  tokened:                   # a worker that authenticates with a proxy token
+    tokens: [sha256:%s]
+""" % hashlib.sha256(b"secret-token").hexdigest()
 
 NAMES = ["allowed.test", "denied.test", "public.test", "www.evil.test", "ports.test"]
 
