@@ -18,3 +18,7 @@ unit_targets=$(cd build-asan && ctest -N -L unit | sed -n 's/.*Test *#[0-9]*: un
 cmake --build build-asan -j"$jobs" --target $unit_targets
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --output-on-failure -L unit -j"$jobs")
+
+# Fuzzing: build the libFuzzer targets with clang and run each for 15 s
+# (about a minute in all); any crash, leak or broken invariant fails the run.
+tests/fuzz/run.sh 15
