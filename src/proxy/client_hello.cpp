@@ -180,8 +180,9 @@ Reassembled reassemble(std::span<const std::uint8_t> bytes) {
       return out;
     }
     if (!record_whole) {
-      // The record is cut short. Whatever the message still needs, at least
-      // the rest of this record must arrive first.
+      // The record is cut short. Ask only for what is sure to be needed: up
+      // to the end of this record, of the hello, or of the handshake header,
+      // whichever comes first.
       std::size_t record_missing = record_length - fragment.size();
       if (out.message.size() >= kHandshakeHeaderBytes) {
         std::size_t total = kHandshakeHeaderBytes + read_be(std::span(out.message).subspan(1, 3));
