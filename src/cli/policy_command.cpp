@@ -172,7 +172,9 @@ int run_diff(const PolicyFlags& flags) {
     policy::DecideArgs args{t.request.target, t.request.kind, method, t.request.path, t.role};
     auto before = old_policy->decide(args);
     auto after = new_policy->decide(args);
-    if (before.verdict == after.verdict && before.reason == after.reason) continue;
+    // A new reason for the same verdict (deny-rule → not-allowed) is not a
+    // change a worker would notice; a new verdict is.
+    if (before.verdict == after.verdict) continue;
     ++changed;
     std::cout << t.label << ": " << decision_text(before) << " -> " << decision_text(after) << "\n";
   }

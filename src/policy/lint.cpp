@@ -126,6 +126,8 @@ struct Linter {
     }
   }
 
+  // Allow lists only: internal names such as `.internal` or `.corp` are
+  // single labels by design, and a broad deny (`.xyz`) is a choice.
   void check_breadth(const std::vector<Rule>& rules, std::string_view list) {
     for (const Rule& rule : rules) {
       if (!rule.host || rule.host->kind == HostPattern::Kind::Exact || rule.host->kind == HostPattern::Kind::Regex) {
@@ -199,7 +201,6 @@ struct Linter {
     check_against_deny(model.allow, model.deny, "allow");
     check_against_deny(model.internal, model.deny, "internal");
     check_breadth(model.allow, "allow");
-    check_breadth(model.internal, "internal");
     check_visibility(model.allow, "allow");
     check_visibility(model.internal, "internal");
     check_internal_cidrs(model.internal);
@@ -215,7 +216,6 @@ struct Linter {
       check_against_global(role.allow, model.allow, role, "allow");
       check_against_global(role.internal, model.internal, role, "internal");
       check_breadth(role.allow, prefix + "allow");
-      check_breadth(role.internal, prefix + "internal");
       check_visibility(role.allow, prefix + "allow");
       check_visibility(role.internal, prefix + "internal");
       check_internal_cidrs(role.internal);

@@ -104,6 +104,12 @@ TEST_CASE("Each rejected policy shape is reported with its line and a fix", "[po
       {"empty.yaml", 1, "the policy is empty"},
       {"invalid_idn.yaml", 4, "internationalised"},
       {"entry_is_list.yaml", 4, "entries must be a host string or a map"},
+      {"deny_with_methods.yaml", 5, "unknown key 'methods' in deny entry"},
+      {"method_connect.yaml", 5, "CONNECT cannot be listed in methods"},
+      {"method_not_token.yaml", 5, "is not an HTTP method"},
+      {"path_triple_star.yaml", 5, "may not contain '***'"},
+      {"shared_token.yaml", 6, "the same token hash is listed in roles 'a' and 'b'"},
+      {"deny_message_multiline.yaml", 3, "deny_message must be one line"},
   }));
   auto path = testdata(std::string("bad/") + c.file);
   CAPTURE(path);
