@@ -51,6 +51,15 @@ def sqlite_cli(db, sql):
 
 
 def run(workdir, results):
+    started = []
+    try:
+        checks(workdir, results, started)
+    finally:  # a failed check must not leave serve processes behind
+        for e in started:
+            e.stop()
+
+
+def checks(workdir, results, started):
     check = results.check
     plain = Upstream()
     up = plain.port
@@ -60,6 +69,7 @@ def run(workdir, results):
     os.makedirs(dir_b)
     egress = Egress(dir_a, POLICY, hosts=HOSTS)
     replica = Egress(dir_b, POLICY, hosts=HOSTS)
+    started += [egress, replica]
     sent = traffic(egress, up, "a")
     sent_b = traffic(replica, up, "b")
     check("traffic: 200, 200, 403, 200",
@@ -204,6 +214,7 @@ def run(workdir, results):
     dir_r = os.path.join(workdir, "r")
     os.makedirs(dir_r)
     retained = Egress(dir_r, POLICY, hosts=HOSTS, extra_args=("--retention", "2s"))
+    started.append(retained)
     traffic(retained, up, "old")
     retained.wait_for_events("event = 'close'", count=4)
     time.sleep(3.5)  # older than 2 s, and at least one 1 s retention pass

@@ -26,9 +26,17 @@ KILL_AFTER = 5000  # responses from upstream before the SIGKILL: mid-burst
 
 
 def run(workdir, results):
-    check = results.check
     upstream = Upstream()
     egress = Egress(workdir, POLICY, hosts={"allowed.test": "127.0.0.1"})
+    try:
+        burst(egress, upstream, results)
+    finally:  # a failure before the kill must not leave serve running
+        egress.stop()
+        upstream.close()
+
+
+def burst(egress, upstream, results):
+    check = results.check
     host, port = egress.address.rsplit(":", 1)
     work = queue.Queue()
     for i in range(TOTAL):
@@ -92,7 +100,6 @@ def run(workdir, results):
                          timeout=60)
     check("audit verify passes after the crash", out.returncode == 0 and ": ok:" in out.stdout,
           out.stdout + out.stderr)
-    upstream.close()
 
 
 if __name__ == "__main__":
