@@ -8,13 +8,13 @@ work=${2:-$(mktemp -d /tmp/egress-audit-bench-XXXXXX)}
 mkdir -p "$work"
 echo "== writer: 10 s, 64 and 256 concurrent sessions"
 rm -f "$work"/writer.db*
-"$build/audit_bench" writer "$work/writer.db" 10 64
+"$build/tests/audit_bench" writer "$work/writer.db" 10 64
 rm -f "$work"/writer.db*
-"$build/audit_bench" writer "$work/writer.db" 10 256
+"$build/tests/audit_bench" writer "$work/writer.db" 10 256
 
 echo "== query: 10,000,000 events over 7 days, 200 hosts"
 if [ ! -s "$work/big.db" ]; then
-  "$build/audit_bench" generate "$work/big.db" 10000000
+  "$build/tests/audit_bench" generate "$work/big.db" 10000000
 fi
 since=$(date -u -d '-3 days' +%Y-%m-%dT%H:00:00Z)
 until=$(date -u -d '-3 days +1 hour' +%Y-%m-%dT%H:00:00Z)
