@@ -69,6 +69,15 @@ std::string_view explain(Reason reason) {
     case Reason::InvalidHost:
       return "The destination host is malformed or ambiguous; use a plain DNS name or IP "
              "address.";
+    case Reason::SniMismatch:
+      return "The TLS ClientHello names a different host than the CONNECT request (domain "
+             "fronting); connect to the host you name in CONNECT.";
+    case Reason::SniMissing:
+      return "The TLS ClientHello carries no server name (SNI); egress needs it to check the "
+             "tunnel's destination. Use a host name, not an IP address, in the URL.";
+    case Reason::NotTls:
+      return "The tunnel's first bytes are not a TLS ClientHello; egress only tunnels TLS. "
+             "Ask an admin if a raw TCP protocol is needed.";
     case Reason::UnknownToken:
       return "The Proxy-Authorization token matches no role in the policy; check the worker's "
              "token, or ask an admin for one (egress policy hash-token makes the stored form).";

@@ -131,6 +131,7 @@ std::string Attempt::log_line(const Outcome& outcome) const {
   field(line, "host", event_.host);
   field(line, "port", event_.port ? std::to_string(*event_.port) : "");
   field(line, "path", event_.path);
+  field(line, "sni", event_.sni);
   field(line, "decision", event_.decision);
   field(line, "reason", event_.reason);
   field(line, "rule", event_.rule);

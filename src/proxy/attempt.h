@@ -38,6 +38,7 @@ class Attempt {
   /// close event's error starts with its code.
   void set_failure(policy::Reason reason, std::string detail);
   void set_upstream(std::string addr) { event_.upstream_addr = std::move(addr); }
+  void set_sni(std::string sni) { event_.sni = std::move(sni); }
   /// The policy's deny_message for this worker, shown in a policy refusal.
   void set_deny_message(std::string text) { deny_message_ = std::move(text); }
   const std::string& deny_message() const { return deny_message_; }

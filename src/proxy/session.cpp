@@ -7,6 +7,7 @@
 
 #include <boost/asio/connect.hpp>
 
+#include "proxy/client_hello.h"
 #include "proxy/http_rules.h"
 #include "proxy/identity.h"
 #include "proxy/relay.h"
@@ -107,7 +108,8 @@ asio::awaitable<void> Session::run() {
       co_await serve_connect(parser);
       co_return;
     }
-    if (!co_await serve_request(parser)) co_return;
+    const bool keep_alive = co_await serve_request(parser);
+    if (!keep_alive) co_return;
   }
 }
 
@@ -153,8 +155,8 @@ asio::awaitable<bool> Session::refuse(Attempt& attempt, int status, unsigned ver
   co_return keep_alive && !ec;
 }
 
-asio::awaitable<Session::Admission> Session::admit(const policy::Policy& policy, Attempt& attempt,
-                                                   const RequestTarget& target, std::string_view method) {
+asio::awaitable<Session::Admission> Session::decide(const policy::Policy& policy, Attempt& attempt,
+                                                    const RequestTarget& target, std::string_view method) {
   Admission out;
   out.evaluation = co_await evaluate(policy, *worker_.resolver, target, method, attempt.role());
   out.refusal_status = out.evaluation.refusal_status;
@@ -164,14 +166,61 @@ asio::awaitable<Session::Admission> Session::admit(const policy::Policy& policy,
     worker_.shared.audit.record(attempt.decision_event());
     co_return out;
   }
-  if (!co_await commit(worker_.shared.audit, attempt.decision_event())) {
-    // Fail closed: nothing leaves unless its decision is on disk.
-    attempt.set_failure(Reason::AuditUnavailable, "the audit log cannot be written; egress refuses new traffic");
-    out.refusal_status = 503;
-    co_return out;
-  }
   out.admitted = true;
   co_return out;
+}
+
+// Results of co_await are kept in named locals throughout this file rather
+// than used inside `if (!co_await …)`: GCC 12 miscompiled that form here (the
+// callee's frame saw a garbage reference and crashed).
+asio::awaitable<bool> Session::commit_decision(Attempt& attempt) {
+  auto event = attempt.decision_event();
+  const bool committed = co_await commit(worker_.shared.audit, std::move(event));
+  if (committed) co_return true;
+  // Fail closed: nothing leaves unless its decision is on disk.
+  attempt.set_failure(Reason::AuditUnavailable, "the audit log cannot be written; egress refuses new traffic");
+  co_return false;
+}
+
+asio::awaitable<bool> Session::check_client_hello(Attempt& attempt, const RequestTarget& target) {
+  const auto refuse_tunnel = [&](Reason reason, std::string detail) {
+    policy::Decision refused;
+    refused.verdict = policy::Verdict::Deny;
+    refused.reason = reason;
+    refused.detail = std::move(detail);
+    attempt.set_decision(refused);
+    return false;
+  };
+  client_.expires_after(worker_.shared.config.limits.header_timeout);
+  for (;;) {
+    const auto data = client_buffer_.cdata();
+    const auto parsed =
+        parse_client_hello({static_cast<const std::uint8_t*>(data.data()), data.size()});
+    switch (parsed.status) {
+      case HelloStatus::Complete: {
+        attempt.set_sni(parsed.hello.sni);
+        if (parsed.hello.sni.empty()) co_return refuse_tunnel(Reason::SniMissing, "the ClientHello has no server name");
+        const auto sni = policy::normalize_host(parsed.hello.sni);
+        if (!sni.host || sni.host->host != target.target.host.host) {
+          co_return refuse_tunnel(Reason::SniMismatch, "SNI '" + parsed.hello.sni + "' but CONNECT " +
+                                                           target.target.host.host);
+        }
+        co_return true;
+      }
+      case HelloStatus::NotTls:
+      case HelloStatus::Malformed:
+        co_return refuse_tunnel(Reason::NotTls, parsed.error);
+      case HelloStatus::NeedMore:
+        break;
+    }
+    const auto want = std::max<std::size_t>(parsed.bytes_needed, 512);
+    auto [ec, n] = co_await client_.async_read_some(client_buffer_.prepare(want), use_nothrow);
+    if (ec) {
+      co_return refuse_tunnel(ec == beast::error::timeout ? Reason::ClientTimeout : Reason::NotTls,
+                              "reading the TLS ClientHello: " + ec.message());
+    }
+    client_buffer_.commit(n);
+  }
 }
 
 asio::awaitable<int> Session::connect_upstream(Attempt& attempt, const RequestTarget& target,
@@ -223,10 +272,12 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
     co_return co_await refuse(attempt, 407, version, client_keep_alive && parser.is_done());
   }
 
-  const auto admission = co_await admit(*snapshot, attempt, target, request.method_string());
+  const auto admission = co_await decide(*snapshot, attempt, target, request.method_string());
   if (!admission.admitted) {
     co_return co_await refuse(attempt, admission.refusal_status, version, client_keep_alive && parser.is_done());
   }
+  const bool committed = co_await commit_decision(attempt);
+  if (!committed) co_return co_await refuse(attempt, 503, version, client_keep_alive && parser.is_done());
   if (const int status = co_await connect_upstream(attempt, target, admission.evaluation)) {
     co_return co_await refuse(attempt, status, version, false);
   }
@@ -315,12 +366,16 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
     co_return;
   }
 
-  const auto admission = co_await admit(*snapshot, attempt, target, "CONNECT");
+  const auto admission = co_await decide(*snapshot, attempt, target, "CONNECT");
   if (!admission.admitted) {
     co_await refuse(attempt, admission.refusal_status, version, false);
     co_return;
   }
+  // The upstream TCP connection is opened before the 200 so that a dead
+  // upstream is a clean 502; no payload goes to it before the ClientHello
+  // is checked and the decision committed.
   if (const int status = co_await connect_upstream(attempt, target, admission.evaluation)) {
+    worker_.shared.audit.record(attempt.decision_event());
     co_await refuse(attempt, status, version, false);
     co_return;
   }
@@ -332,6 +387,21 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
   auto [ec, n] = co_await asio::async_write(client_, asio::buffer(established), use_nothrow);
   if (ec) {
     outcome.error = "sending 200 to the worker: " + ec.message();
+    worker_.shared.audit.record(attempt.decision_event());
+    record_close(attempt, outcome);
+    co_return;
+  }
+  outcome.bytes_down = n;
+  const bool hello_ok = co_await check_client_hello(attempt, target);
+  if (!hello_ok) {
+    worker_.shared.audit.record(attempt.decision_event());
+    outcome.error = attempt.error_text();
+    record_close(attempt, outcome);
+    co_return;
+  }
+  const bool committed = co_await commit_decision(attempt);
+  if (!committed) {
+    outcome.error = attempt.error_text();
     record_close(attempt, outcome);
     co_return;
   }

@@ -3,9 +3,12 @@
 // own (invariant 4), and a CONNECT turns the connection into a tunnel.
 //
 // Phases of one request (each a short coroutine):
-//   read_head → parse target → admit (decide, resolve, check, commit the
-//   decision event: invariant 2) → connect upstream (to the checked
-//   endpoints only: invariant 3) → relay (HTTP message | tunnel) → close event.
+//   HTTP:    read_head → parse target → identify → decide (resolve, check)
+//            → commit the decision event (invariant 2) → connect upstream (to
+//            the checked endpoints only: invariant 3) → relay → close event.
+//   CONNECT: read_head → parse target → identify → decide → connect upstream
+//            (TCP only, no payload) → 200 → read the ClientHello, check its
+//            SNI (invariant 4) → commit the decision event → relay → close.
 //
 // States: Idle (waiting for a head; idle/header timeout) → Deciding →
 // Forwarding | Tunnelling → Idle or Closed. A refusal answers and returns
@@ -65,8 +68,16 @@ class Session {
   boost::asio::awaitable<bool> serve_request(RequestParser& parser);
   boost::asio::awaitable<void> serve_connect(RequestParser& parser);
   boost::asio::awaitable<void> refuse_unreadable(beast::error_code ec);
-  boost::asio::awaitable<Admission> admit(const policy::Policy& policy, Attempt& attempt, const RequestTarget& target,
-                                          std::string_view method);
+  /// Decides the attempt; a refusal's decision event is queued here.
+  boost::asio::awaitable<Admission> decide(const policy::Policy& policy, Attempt& attempt, const RequestTarget& target,
+                                           std::string_view method);
+  /// Commits the (allowing) decision event before anything goes upstream;
+  /// false (and 503 audit-unavailable on the attempt) when it cannot be.
+  boost::asio::awaitable<bool> commit_decision(Attempt& attempt);
+  /// Reads the worker's TLS ClientHello into client_buffer_ (it is relayed
+  /// later) and checks its SNI against the CONNECT target; on a refusal
+  /// sets the attempt's decision and returns false.
+  boost::asio::awaitable<bool> check_client_hello(Attempt& attempt, const RequestTarget& target);
   /// Sets the attempt's role from the request's credentials or source;
   /// false when a presented token matches no role (the caller answers 407).
   bool identify_worker(const policy::Policy& policy, const http::request_header<>& request, Attempt& attempt);

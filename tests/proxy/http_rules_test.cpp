@@ -46,7 +46,9 @@ http::request_header<> worker_request(unsigned version = 11) {
 
 /// The one place tests construct an Attempt.
 Attempt make_attempt(std::string client_addr, policy::Mode mode, std::string role) {
-  return Attempt(std::move(client_addr), mode, std::move(role));
+  Attempt attempt(std::move(client_addr), mode);
+  attempt.set_role(std::move(role));
+  return attempt;
 }
 
 }  // namespace

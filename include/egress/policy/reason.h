@@ -25,6 +25,9 @@ namespace egress::policy {
   X(MethodNotAllowed, "method-not-allowed") /* host and port matched, method not */\
   X(PrivateAddress, "private-address")     /* resolves to a non-public address */ \
   X(InvalidHost, "invalid-host")           /* target could not be normalised */   \
+  X(SniMismatch, "sni-mismatch")           /* TLS SNI names another host */       \
+  X(SniMissing, "sni-missing")             /* TLS ClientHello without SNI */      \
+  X(NotTls, "not-tls")                     /* tunnel bytes are not a TLS hello */ \
   X(UnknownToken, "unknown-token")         /* Proxy-Authorization matches no role */ \
   /* refused before or after the decision */                                      \
   X(UnsupportedScheme, "unsupported-scheme")                                      \
