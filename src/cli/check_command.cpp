@@ -6,6 +6,7 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
@@ -21,7 +22,7 @@ namespace {
 namespace asio = boost::asio;
 
 struct CheckFlags {
-  std::string policy_file, mode, config_file, method = "GET", target;
+  std::string policy_file, mode, config_file, method = "GET", role, source, target;
   bool json = false;
 };
 
@@ -42,7 +43,8 @@ proxy::ParsedTarget parse_check_target(const std::string& text) {
   return proxy::parse_connect_target(text);
 }
 
-void print(const CheckFlags& flags, const proxy::RequestTarget& request, const proxy::Evaluation& evaluation) {
+void print(const CheckFlags& flags, const std::string& role, const proxy::RequestTarget& request,
+           const proxy::Evaluation& evaluation) {
   const auto& d = evaluation.decision;
   if (flags.json) {
     boost::json::object out;
@@ -54,6 +56,7 @@ void print(const CheckFlags& flags, const proxy::RequestTarget& request, const p
     out["reason"] = std::string(policy::to_string(d.reason));
     out["rule"] = d.rule;
     out["detail"] = d.detail;
+    out["role"] = role;
     out["status"] = d.allows() ? 200 : evaluation.refusal_status;
     boost::json::array addresses;
     for (const auto& e : evaluation.endpoints) addresses.emplace_back(e.address().to_string());
@@ -63,6 +66,7 @@ void print(const CheckFlags& flags, const proxy::RequestTarget& request, const p
   }
   std::cout << "target:    " << flags.target << " (" << policy::to_string(request.kind) << " to "
             << request.target.host.host << ":" << request.target.port << ")\n"
+            << "role:      " << (role.empty() ? "(none)" : role) << "\n"
             << "decision:  " << policy::to_string(d.verdict) << "\n"
             << "reason:    " << policy::to_string(d.reason) << " - " << policy::explain(d.reason) << "\n"
             << "rule:      " << (d.rule.empty() ? "(none)" : d.rule) << "\n";
@@ -113,11 +117,27 @@ int run_check(const CheckFlags& flags) {
     std::cerr << "egress check: " << e.what() << "\n";
     return kExitUsage;
   }
+  std::string role = flags.role;
+  if (!flags.source.empty()) {
+    const auto source = policy::IpAddress::parse(flags.source);
+    if (!source) {
+      std::cerr << "egress check: --source " << flags.source << ": not an IP address\n";
+      return kExitUsage;
+    }
+    role = policy->role_for_source(*source);
+  } else if (!role.empty()) {
+    const auto& roles = policy->model().roles;
+    if (std::none_of(roles.begin(), roles.end(), [&](const auto& r) { return r.name == role; })) {
+      std::cerr << "egress check: --role " << role << ": the policy has no such role\n";
+      return kExitUsage;
+    }
+  }
   const auto method = parsed.request->kind == policy::RequestKind::Connect ? std::string("CONNECT") : flags.method;
-  auto future = asio::co_spawn(ioc, proxy::evaluate(*policy, *resolver, *parsed.request, method, ""), asio::use_future);
+  auto future =
+      asio::co_spawn(ioc, proxy::evaluate(*policy, *resolver, *parsed.request, method, role), asio::use_future);
   ioc.run();
   const auto evaluation = future.get();
-  print(flags, *parsed.request, evaluation);
+  print(flags, role, *parsed.request, evaluation);
   return evaluation.decision.allows() ? kExitOk : kExitDenied;
 }
 
@@ -131,6 +151,9 @@ void add_check_command(CLI::App& app, int& exit_code) {
   check->add_option("--config", flags->config_file, "serve's configuration file (for its policy and DNS settings)")
       ->check(CLI::ExistingFile);
   check->add_option("--method", flags->method, "HTTP method for http:// URLs (default GET)");
+  auto* role = check->add_option("--role", flags->role, "decide as this role");
+  check->add_option("--source", flags->source, "decide as a worker connecting from this address (its role)")
+      ->excludes(role);
   check->add_flag("--json", flags->json, "print one JSON object");
   check->add_option("target", flags->target, "http://host/path, https://host/… (checked as CONNECT) or HOST:PORT")
       ->required();

@@ -63,6 +63,10 @@ def run(workdir, results):
     for source, host, expected in table:
         got, reason = status_from(source, host)
         check("from %s to %s: %d" % (source, host, expected), got == expected, "got %d %s" % (got, reason))
+        predicted = harness.egress_check(egress.policy, egress.config, "http://%s:%d/" % (host, up.port),
+                                         "--source", source)
+        check("egress check --source %s agrees for %s" % (source, host),
+              (predicted["decision"] == "allow") == (expected == 200), str(predicted))
     rows = egress.wait_for_events("event = 'decision' AND host IN ('hf.test', 'gh.test')", count=6)
     roles = {(r["client_addr"].rsplit(":", 1)[0], r["host"]): r["role"] for r in rows}
     check("audit names role comfyui for 127.0.0.2", roles.get(("127.0.0.2", "hf.test")) == "comfyui", str(roles))
