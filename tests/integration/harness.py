@@ -25,6 +25,16 @@ import time
 
 EGRESS = None  # path to the binary, set by main()
 
+# The policy most tests need: allowed.test (a loopback upstream) is internal,
+# on any port, and everything else is refused.
+ALLOWED_TEST_POLICY = """\
+version: 1
+mode: self-hosted
+internal:
+  - host: allowed.test
+    ports: any
+"""
+
 
 def free_port():
     with socket.socket() as s:

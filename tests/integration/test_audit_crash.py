@@ -13,13 +13,7 @@ import time
 import harness
 from harness import Egress, Upstream
 
-POLICY = """\
-version: 1
-mode: self-hosted
-internal:
-  - host: allowed.test
-    ports: any
-"""
+POLICY = harness.ALLOWED_TEST_POLICY
 TOTAL = 10000
 CLIENTS = 16
 KILL_AFTER = 5000  # responses from upstream before the SIGKILL: mid-burst

@@ -11,13 +11,7 @@ import time
 import harness
 from harness import Egress, Upstream, curl, header
 
-POLICY = """\
-version: 1
-mode: self-hosted
-internal:
-  - host: allowed.test
-    ports: any
-"""
+POLICY = harness.ALLOWED_TEST_POLICY
 
 
 def fill(directory):

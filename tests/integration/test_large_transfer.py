@@ -7,13 +7,7 @@ from harness import Egress, Upstream
 GIB = 1 << 30
 LIMIT_KIB = 64 * 1024
 
-POLICY = """\
-version: 1
-mode: self-hosted
-internal:
-  - host: allowed.test
-    ports: any
-"""
+POLICY = harness.ALLOWED_TEST_POLICY
 
 
 def run(workdir, results):

@@ -9,13 +9,7 @@ import threading
 import harness
 from harness import Egress
 
-POLICY = """\
-version: 1
-mode: self-hosted
-internal:
-  - host: allowed.test
-    ports: any
-"""
+POLICY = harness.ALLOWED_TEST_POLICY
 
 
 class Canary:
