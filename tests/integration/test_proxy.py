@@ -17,6 +17,7 @@ from harness import Egress, Upstream, curl, egress_check, header
 POLICY = """\
 version: 1
 mode: self-hosted
+deny_message: Egress is restricted to the approved list; do not retry other routes.
 allow:
   - host: public.test        # a public-looking name that resolves to 127.0.0.1
     ports: any
@@ -96,7 +97,8 @@ def run(workdir, results):
     # -- Refusal body a person (or an agent) can act on. --
     status, head, body, _ = curl(egress.proxy, "http://denied.test:%d/" % up)
     rid = header(head, "X-Egress-Request-Id")
-    for fragment in ("host:       denied.test", "mode:       self-hosted", "reason:     not-allowed", rid):
+    for fragment in ("host:       denied.test", "mode:       self-hosted", "reason:     not-allowed", rid,
+                     "message:    Egress is restricted to the approved list; do not retry other routes."):
         check("403 body names %r" % fragment, fragment in body, body)
     rows = egress.wait_for_events("request_id = ?", (rid,), count=2)
     check("403 request id matches its audit rows", [r["event"] for r in rows] == ["decision", "close"], str(rows))
