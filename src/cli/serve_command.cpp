@@ -9,6 +9,8 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "egress/admin/metrics.h"
+#include "egress/admin/server.h"
 #include "egress/audit/maintenance.h"
 #include "egress/audit/store.h"
 #include "egress/config/config.h"
@@ -19,7 +21,7 @@ namespace egress::cli {
 namespace {
 
 struct ServeFlags {
-  std::string config_file, mode, policy_file, listen, audit_db, audit_stream, retention, log_level;
+  std::string config_file, mode, policy_file, listen, admin_listen, audit_db, audit_stream, retention, log_level;
   unsigned threads = 0;
 };
 
@@ -37,6 +39,12 @@ config::ServeConfig effective_config(const ServeFlags& flags) {
       throw config::ConfigError("--listen " + flags.listen + ": expected HOST:PORT, e.g. 127.0.0.1:3128");
     }
     config.listen = flags.listen;
+  }
+  if (!flags.admin_listen.empty()) {
+    if (flags.admin_listen != "off" && !config::parse_host_port(flags.admin_listen)) {
+      throw config::ConfigError("--admin-listen " + flags.admin_listen + ": expected HOST:PORT, e.g. 127.0.0.1:9128, or off");
+    }
+    config.admin_listen = flags.admin_listen;
   }
   if (!flags.audit_db.empty()) config.audit_db = flags.audit_db;
   if (!flags.audit_stream.empty()) config.audit_stream = flags.audit_stream;
@@ -130,10 +138,30 @@ int run_serve(const ServeFlags& flags) {
         config.audit_db, std::chrono::duration_cast<std::chrono::seconds>(config.retention), interval);
   }
 
+  // The admin listener reads the audit store's state at scrape time; the
+  // probe is withdrawn (guard) before the store goes.
+  const auto audit_probe = admin::metrics().watch_audit([&store] {
+    return admin::AuditState{store->healthy(), store->stats()};
+  });
+  std::unique_ptr<admin::AdminServer> admin_server;
+  if (!config.admin_listen.empty() && config.admin_listen != "off") {
+    try {
+      admin_server = std::make_unique<admin::AdminServer>(config.admin_listen, admin::metrics());
+      spdlog::info("admin listener on http://{} (/healthz, /readyz, /metrics)", admin_server->address());
+    } catch (const std::exception& e) {
+      if (config.admin_listen != config::kDefaultAdminListen) {
+        std::cerr << "egress serve: " << e.what() << "\n";
+        return kExitUsage;
+      }
+      spdlog::warn("{}; serving without the admin listener (set admin_listen or --admin-listen)", e.what());
+    }
+  }
+
   try {
     const int code = proxy::serve(config, load_policy, *store, [&](const std::string& address) {
       print_banner(config, *first_policy, address);
     });
+    admin_server.reset();
     retention.reset();
     store.reset();  // flushes every queued event before exit
     spdlog::info("stopped; audit log flushed");
@@ -153,6 +181,8 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   serve->add_option("--mode", flags->mode, "production | self-hosted | developer (overrides the policy's mode)");
   serve->add_option("--policy", flags->policy_file, "policy file (default: embedded developer-mode policy)");
   serve->add_option("--listen", flags->listen, "HOST:PORT to listen on (default 127.0.0.1:3128)");
+  serve->add_option("--admin-listen", flags->admin_listen,
+                    "HOST:PORT for /healthz, /readyz and /metrics, or off (default 127.0.0.1:9128)");
   serve->add_option("--audit-db", flags->audit_db, "SQLite audit database (default egress-audit.db)");
   serve->add_option("--audit-stream", flags->audit_stream, "also write audit events as JSON lines: stdout or a file");
   serve->add_option("--retention", flags->retention, "prune audit events older than this (e.g. 90d) in the background");

@@ -124,11 +124,17 @@ void read_limits(Reader& r, const YAML::Node& node, Limits& limits) {
 
 void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   r.check_keys(root,
-               {"listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "retention", "threads", "dns", "limits", "log_level"},
+               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "retention", "threads", "dns", "limits", "log_level"},
                "the configuration");
   if (root["listen"]) {
     config.listen = r.string(root["listen"], "listen");
     if (!parse_host_port(config.listen)) r.problem(root["listen"], "listen must be HOST:PORT, e.g. 127.0.0.1:3128");
+  }
+  if (root["admin_listen"]) {
+    config.admin_listen = r.string(root["admin_listen"], "admin_listen");
+    if (!config.admin_listen.empty() && config.admin_listen != "off" && !parse_host_port(config.admin_listen)) {
+      r.problem(root["admin_listen"], "admin_listen must be HOST:PORT (e.g. 127.0.0.1:9128), or off");
+    }
   }
   if (root["policy"]) config.policy_file = r.string(root["policy"], "policy");
   if (root["policy_poll_interval"]) {

@@ -203,6 +203,10 @@ class Control {
 int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, audit::AuditStore& audit,
           const std::function<void(const std::string& address)>& on_listening) {
   Shared shared(config, load_policy(), audit);
+  const auto serve_probe = admin::metrics().watch_serve([&shared] {
+    return admin::ServeState{shared.policy.load() != nullptr, shared.policy_reloads.load(),
+                             shared.policy_reload_failures.load(), shared.active_sessions.load()};
+  });
   const unsigned threads = config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency());
   const auto dns_options = resolver_options(config.dns);
 

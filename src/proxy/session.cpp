@@ -86,7 +86,9 @@ bool Session::identify_worker(const policy::Policy& policy, const http::request_
 }
 
 void Session::record_close(const Attempt& attempt, const Attempt::Outcome& outcome) {
-  worker_.shared.audit.record(attempt.close_event(outcome));
+  auto event = attempt.close_event(outcome);
+  admin::metrics().count_request(event, attempt.refusal_reason());
+  worker_.shared.audit.record(std::move(event));
   spdlog::info("{}", attempt.log_line(outcome));
 }
 
@@ -425,6 +427,7 @@ asio::awaitable<void> Session::relay_tunnel(Attempt::Outcome& outcome) {
       co_return;
     }
   }
+  const auto active = admin::metrics().track_tunnel();
   auto last_activity = std::chrono::steady_clock::now();
   const auto idle = worker_.shared.config.limits.tunnel_idle_timeout;
   auto result = co_await ((pump(client, upstream, outcome.bytes_up, last_activity) &&

@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "egress/admin/metrics.h"
 #include "egress/audit/store.h"
 #include "egress/config/config.h"
 #include "egress/dns/resolver.h"
@@ -37,11 +38,12 @@ class Session;
 
 struct Worker {
   Worker(Shared& shared, const dns::ResolverOptions& dns_options)
-      : shared(shared), resolver(dns::make_cares_resolver(ioc.get_executor(), dns_options)) {}
+      : shared(shared),
+        resolver(admin::count_lookups(dns::make_cares_resolver(ioc.get_executor(), dns_options))) {}
 
   boost::asio::io_context ioc{1};  // one thread: no locking inside
   Shared& shared;
-  dns::ResolverPtr resolver;
+  dns::ResolverPtr resolver;  // counted into admin::metrics()
   std::optional<boost::asio::ip::tcp::acceptor> acceptor;
   std::list<Session*> sessions;  // live sessions, for the forced close after the grace period
 };

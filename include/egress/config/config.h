@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "egress/policy/policy.h"
@@ -41,8 +42,15 @@ struct DnsConfig {
 
 enum class AuditSync { Normal, Full };
 
+/// The admin listener's default address: loopback only. When this default
+/// is taken, serve warns and runs without the admin listener; an address
+/// set explicitly that cannot be bound is an error.
+inline constexpr std::string_view kDefaultAdminListen = "127.0.0.1:9128";
+
 struct ServeConfig {
   std::string listen = "127.0.0.1:3128";
+  /// /healthz, /readyz, /metrics: HOST:PORT, or "" / "off" for none.
+  std::string admin_listen{kDefaultAdminListen};
   std::string policy_file;  // "" = the embedded default policy
   /// How often serve checks the policy file for changes (including a
   /// ConfigMap-style symlink swap) and reloads it; 0 = only on SIGHUP.
