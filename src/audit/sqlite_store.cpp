@@ -76,10 +76,13 @@ SqliteAuditStore::SqliteAuditStore(const StoreOptions& options) : options_(optio
        options_.sync == StoreOptions::Sync::Full ? "PRAGMA synchronous=FULL"
                                                  : "PRAGMA synchronous=NORMAL",
        options_.path, "cannot set PRAGMA synchronous");
+  // Checkpoints run on their own thread (checkpointer.h), not inside commits.
+  exec(db, "PRAGMA wal_autocheckpoint=0", options_.path, "cannot turn off automatic checkpoints");
 
   insert_ = prepare(db, kInsertSql, options_.path);
   chain_head_ = prepare(db, kChainHeadSql, options_.path);
   writer_ = std::thread([this] { run(); });
+  checkpointer_ = std::make_unique<Checkpointer>(options_.path, options_.busy_timeout, std::chrono::milliseconds(500));
 }
 
 SqliteAuditStore::~SqliteAuditStore() {
@@ -89,6 +92,7 @@ SqliteAuditStore::~SqliteAuditStore() {
   }
   work_cv_.notify_all();
   writer_.join();  // the writer drains the queue before it returns
+  checkpointer_.reset();
 }
 
 void SqliteAuditStore::record(Event event, CommitCallback done) {

@@ -37,9 +37,11 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <memory>
 #include <thread>
 #include <vector>
 
+#include "audit/checkpointer.h"
 #include "audit/database.h"
 #include "egress/audit/store.h"
 
@@ -106,7 +108,8 @@ class SqliteAuditStore final : public AuditStore {
   std::atomic<std::uint64_t> dropped_events_{0};
   std::atomic<double> last_commit_ms_{0};
 
-  std::thread writer_;  // last: starts after everything above is initialised
+  std::thread writer_;  // starts after everything above is initialised
+  std::unique_ptr<Checkpointer> checkpointer_;  // started after the writer, stopped after it
 };
 
 }  // namespace egress::audit
