@@ -149,7 +149,9 @@ TEST_CASE("an expired answer is looked up again, and a changed answer returned a
           "[dns][resolver]") {
   // Rebinding: the second answer is loopback. The resolver reports it
   // faithfully; refusing it is the IP policy's job (invariant 3).
-  FakeDns dns({"--rebind", "re.test=93.184.216.34,127.0.0.1", "--ttl", "re.test=1"});
+  // TTLs of 2 s leave room for a loaded CI machine between the first two
+  // lookups, which must both fall inside the TTL.
+  FakeDns dns({"--rebind", "re.test=93.184.216.34,127.0.0.1", "--ttl", "re.test=2"});
   boost::asio::io_context io;
   auto options = options_for(dns.server());
   options.min_ttl = 0s;
@@ -157,7 +159,7 @@ TEST_CASE("an expired answer is looked up again, and a changed answer returned a
 
   CHECK(strings(resolve(io, *resolver, "re.test")) == std::vector<std::string>{"93.184.216.34"});
   CHECK(resolve(io, *resolver, "re.test").from_cache);
-  std::this_thread::sleep_for(1200ms);
+  std::this_thread::sleep_for(2200ms);
   const auto later = resolve(io, *resolver, "re.test");
   CHECK_FALSE(later.from_cache);
   CHECK(strings(later) == std::vector<std::string>{"127.0.0.1"});
@@ -168,7 +170,7 @@ TEST_CASE("NXDOMAIN is cached for negative_ttl", "[dns][resolver]") {
   FakeDns dns({});
   boost::asio::io_context io;
   auto options = options_for(dns.server());
-  options.negative_ttl = 1s;
+  options.negative_ttl = 2s;
   const auto resolver = make_cares_resolver(io.get_executor(), options);
 
   CHECK(resolve(io, *resolver, "nx.test").status == ResolveStatus::NxDomain);
@@ -176,7 +178,7 @@ TEST_CASE("NXDOMAIN is cached for negative_ttl", "[dns][resolver]") {
   CHECK(again.status == ResolveStatus::NxDomain);
   CHECK(again.from_cache);
   CHECK(dns.queries("nx.test", "A") == 1);
-  std::this_thread::sleep_for(1100ms);
+  std::this_thread::sleep_for(2100ms);
   CHECK_FALSE(resolve(io, *resolver, "nx.test").from_cache);
   CHECK(dns.queries("nx.test", "A") == 2);
 }
