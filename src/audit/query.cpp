@@ -318,6 +318,24 @@ Rows LogSet::select(const Filter& filter, Source source) const {
   return all;
 }
 
+namespace {
+
+/// Runs `body` in one read transaction, so every SELECT in it sees the same
+/// snapshot of a database that serve keeps writing.
+template <class Body>
+void in_read_transaction(sqlite3* db, const std::string& path, Body&& body) {
+  exec(db, "BEGIN", path, "cannot start a read transaction");
+  try {
+    body();
+  } catch (...) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+  exec(db, "COMMIT", path, "cannot end a read transaction");
+}
+
+}  // namespace
+
 Rows LogSet::newest(const Filter& filter, std::size_t n, std::vector<std::int64_t>& cursor) const {
   cursor.assign(impl_->dbs.size(), 0);
   std::vector<std::vector<std::vector<Value>>> per_db;
@@ -326,8 +344,7 @@ Rows LogSet::newest(const Filter& filter, std::size_t n, std::vector<std::int64_
     sqlite3* db = impl_->dbs[i].get();
     // The cursor is the newest id at this moment, read in the same
     // transaction as the rows so follow() neither repeats nor skips one.
-    exec(db, "BEGIN", paths_[i], "cannot start a read transaction");
-    try {
+    in_read_transaction(db, paths_[i], [&] {
       const auto head = run_sql(db, {"SELECT coalesce(max(id), 0) FROM events", {}}, paths_[i]);
       cursor[i] = std::get<std::int64_t>(head.at(0).at(0));
       Sql sql;
@@ -336,11 +353,7 @@ Rows LogSet::newest(const Filter& filter, std::size_t n, std::vector<std::int64_
       sql.params.emplace_back(cursor[i]);
       sql.params.emplace_back(static_cast<std::int64_t>(n));
       per_db.push_back(run_sql(db, sql, paths_[i], &columns));
-    } catch (...) {
-      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-      throw;
-    }
-    exec(db, "COMMIT", paths_[i], "cannot end a read transaction");
+    });
   }
   Rows all = merge(std::move(per_db), std::move(columns), 1, 0, 0);
   if (all.rows.size() > n) {  // the newest n over all files
@@ -360,8 +373,7 @@ Rows LogSet::follow(const Filter& filter, std::vector<std::int64_t>& cursor) con
     // Rows up to the head seen in this read transaction; the cursor moves
     // to that head even past rows the filter drops, so they are not scanned
     // again on the next poll.
-    exec(db, "BEGIN", paths_[i], "cannot start a read transaction");
-    try {
+    in_read_transaction(db, paths_[i], [&] {
       const auto head_row = run_sql(db, {"SELECT coalesce(max(id), 0) FROM events", {}}, paths_[i]);
       const std::int64_t head = std::get<std::int64_t>(head_row.at(0).at(0));
       Sql sql;
@@ -375,11 +387,7 @@ Rows LogSet::follow(const Filter& filter, std::vector<std::int64_t>& cursor) con
                       ? std::get<std::int64_t>(rows.back()[0])
                       : head;
       per_db.push_back(std::move(rows));
-    } catch (...) {
-      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-      throw;
-    }
-    exec(db, "COMMIT", paths_[i], "cannot end a read transaction");
+    });
   }
   return merge(std::move(per_db), std::move(columns), 1, 0, 0);
 }
