@@ -228,6 +228,21 @@ class Egress:
         return 0
 
 
+def fill_filesystem(directory):
+    """Writes a filler file in `directory` until its filesystem is full
+    (bounded: 4 GiB at most, far past the test's small tmpfs); returns its
+    path so the test can free the space again."""
+    path = os.path.join(directory, "filler")
+    with open(path, "wb") as f:
+        try:
+            for _ in range(1 << 16):
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return path
+
+
 def curl(proxy, url, *args, timeout=30):
     """Runs curl through the proxy; returns (status, headers_text, body)."""
     out = subprocess.run(["curl", "-sS", "--noproxy", "", "-x", proxy, "-D", "-", "-o", "-", "--max-time", str(timeout),

@@ -57,17 +57,6 @@ def origin_form_request(proxy_address):
     return int(data.split()[1])
 
 
-def fill(directory):
-    path = os.path.join(directory, "filler")
-    with open(path, "wb") as f:
-        try:
-            for _ in range(1 << 16):  # bounded; far past the tmpfs size
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    return path
-
 
 def wait_ready(admin, want, timeout=5):
     deadline = time.time() + timeout
@@ -161,7 +150,7 @@ def check_dns_readiness(check, egress, admin, plain):
 
 def check_audit_readiness(check, egress, admin, plain, mnt):
     url = "http://allowed.test:%d/" % plain.port
-    filler = fill(mnt)
+    filler = harness.fill_filesystem(mnt)
     try:
         status, head, _, _ = curl(egress.proxy, url + "full")
         check("disk full: the request is refused audit-unavailable",

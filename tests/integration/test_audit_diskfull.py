@@ -14,18 +14,6 @@ from harness import Egress, Upstream, curl, header
 POLICY = harness.ALLOWED_TEST_POLICY
 
 
-def fill(directory):
-    """Writes a filler file until the filesystem is full."""
-    path = os.path.join(directory, "filler")
-    with open(path, "wb") as f:
-        try:
-            for _ in range(1 << 16):  # bounded: 4 GiB at most, far past the tmpfs size
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    return path
-
 
 def run(workdir, results):
     check = results.check
@@ -53,7 +41,7 @@ def run(workdir, results):
         check("the database and its WAL live on the tmpfs", os.path.exists(db + "-wal"),
               str(os.listdir(mnt)) + str(os.listdir(home)))
 
-        filler = fill(mnt)
+        filler = harness.fill_filesystem(mnt)
         statuses = []
         for i in range(5):
             status, head, body, _ = curl(egress.proxy, url + "full-%d" % i)
