@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quick start, command 1: install what is missing, build egress (Release)
+# Quick start, command 1: install what is missing, build egress
 # and start it on the embedded default policy: developer mode (allow public
 # destinations and log everything), listening on 127.0.0.1:3128, audit in
 # ./egress-audit.db. Extra arguments go to `egress serve`, e.g.
@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DEGRESS_TESTS=OFF >/dev/null
-cmake --build build-release --target egress -j"$(nproc)"
-exec build-release/egress serve "$@"
+# The same build directory and type (RelWithDebInfo: -O2 -g) as
+# scripts/test.sh, so CI builds exactly the binary this command starts.
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build --target egress -j"$(nproc)"
+exec build/egress serve "$@"
