@@ -67,20 +67,10 @@ decided="$(curl -s "http://127.0.0.1:$admin/metrics" |
 stop_egress
 read -r decisions closes < <(sqlite3 -separator ' ' "$work/audit.db" \
   "SELECT sum(event = 'decision'), sum(event = 'close') FROM events")
-answered="$(python3 - "$out/peers-$stamp.jsonl" <<'EOF'
-import json, os, sys
-total = 0
-for line in open(sys.argv[1]) if os.path.exists(sys.argv[1]) else []:  # none with --verify-only
-    row = json.loads(line)
-    if row.get("type") == "result" and row.get("proxy") == "egress":
-        total += row["ok"] + row["bad"]
-print(total)
-EOF
-)"
-{
-  echo "audit: $decisions decision events, $closes close events; egress decided $decided attempts;" \
-       "the harness counted $answered measured requests through egress (warm-ups and checks come on top)"
-} | tee -a "$out/peers-$stamp.txt"
+answered="$(python3 "$root/tests/bench/attempts.py" "$out/peers-$stamp.jsonl" egress)"
+echo "audit: $decisions decision events, $closes close events; egress decided $decided attempts;" \
+  "the harness made $answered attempts through egress in its measured runs (warm-ups and checks come on top)" |
+  tee -a "$out/peers-$stamp.txt"
 if [[ "$decisions" != "$decided" || "$closes" != "$decisions" || "$decisions" -lt "$answered" ]]; then
   echo "peers.sh: FAIL: the audit log does not hold one decision and one close event per request" >&2
   exit 1
