@@ -278,6 +278,7 @@ for label, authority, address in [
                                                                 "64:ff9b::7f00:1"),
 ]:
     refusal("literal", "CONNECT: " + label, CONNECT(authority + b":{P}"), 403, literal_reason(address), instance="D")
+    CASES[-1].spec["audit_host"] = address
 refusal("literal", "CONNECT: IPv6 zone id", CONNECT(b"[::1%lo]:{P}"), 400, "invalid-host", instance="D")
 for label, name, address in [
     ("a name that resolves to loopback", b"rebind.test", "127.0.0.1"),
@@ -647,7 +648,7 @@ def check_canary(problems, ctx, canary, marker, connections_allowed=False):
         problems.append("CANARY RECEIVED %d bytes: %r" % (len(canary.data), canary.data[:120]))
     if canary.connections and not connections_allowed:
         problems.append("canary was connected to %d time(s)" % canary.connections)
-    leaked = [r["path"] for r in ctx.upstream.seen if marker in r["path"]]
+    leaked = [r["path"] for r in ctx.upstream.seen if r["path"].startswith(marker)]
     if leaked:
         problems.append("LEGITIMATE UPSTREAM RECEIVED %s" % leaked)
 
@@ -833,6 +834,43 @@ custom("mismatch", "allowed URI with a denied Host header is served with Host re
 # ---------------------------------------------------------------------------
 refusal("exhaustion", "request head slower than header_timeout", b"GET http://allowed.test:{P}{M} HTTP/1.1\r\nX-Slow: ",
         None, "client-timeout", timeout=4)
+
+
+def run_slow_second_head(ctx, case, instance, canary, marker):
+    """Slowloris on a kept-alive connection: after one allowed request, the
+    next head is dripped a line at a time. The header deadline
+    (header_timeout, 1 s in instance S) must cut it off as it does the
+    first head, not only the keep-alive idle timeout (60 s)."""
+    problems = []
+    s = connect(instance.address)
+    client_addr = "%s:%d" % s.getsockname()
+    s.sendall(fill(b"GET http://ports.test:{U}/ok{M} HTTP/1.1\r\n\r\n", canary.port, ctx.upstream_port, marker))
+    status, _, _ = read_response(s)
+    if status != 200:
+        problems.append("the first request got %s" % status)
+    started = time.monotonic()
+    cut_after = None
+    try:
+        s.sendall(fill(b"GET http://allowed.test:{P}{M} HTTP/1.1\r\n", canary.port, ctx.upstream_port, marker))
+        for i in range(25):  # bounded: 5 s
+            time.sleep(0.2)
+            s.sendall(b"X-%d: %d\r\n" % (i, i))
+    except OSError:
+        cut_after = time.monotonic() - started
+    s.close()
+    if cut_after is None or cut_after > 3:
+        problems.append("the dripped second head was not cut off within 3 s (%s)" %
+                        ("still open after 5 s" if cut_after is None else "%.1f s" % cut_after))
+    else:
+        rows = instance.wait_for_events("event = 'decision' AND client_addr = ? AND reason = 'client-timeout'",
+                                        (client_addr,))
+        if not rows:
+            problems.append("no client-timeout decision event")
+    check_canary(problems, ctx, canary, marker)
+    return problems
+
+
+custom("exhaustion", "slow second head on a kept-alive connection", "S", run_slow_second_head)
 
 
 def run_idle_flood(ctx, case, instance, canary, marker):
@@ -1025,6 +1063,51 @@ D_HOSTS = {"zero.test": "0.0.0.0", "rebind.test": "127.0.0.1", "meta.test": "169
            "mapped.test": "::ffff:127.0.0.1"}
 
 
+POLICY_REASONS = ("not-allowed", "deny-rule", "port-not-allowed", "private-address")
+CONNECTABLE = [ipaddress.ip_network(n) for n in ("127.0.0.0/8", "0.0.0.0/32", "::1/128", "::/128",
+                                                 "::ffff:127.0.0.0/104")]
+
+
+def reaches_canary_when_allowed(case):
+    """Cases refused by policy (not by the parser) whose target would land
+    on the canary if the policy let it through."""
+    if case.run.__name__ != "<lambda>" or case.spec.get("reason") not in POLICY_REASONS:
+        return False
+    if b"WRAP" in case.spec.get("request", b"") or case.instance not in ("S", "D"):
+        return False
+    if any(x in case.spec["request"] for x in (b"ports.test{M}", b"#@", b"?@")):  # port 80, not the canary's
+        return False
+    host = case.spec.get("audit_host")
+    if host is not None:
+        address = ipaddress.ip_address(host)
+        return any(address in n for n in CONNECTABLE if n.version == address.version)
+    return b"meta.test" not in case.spec["request"] and b"mixed.test" not in case.spec["request"]
+
+
+CONTROL_S = """\
+version: 1
+mode: self-hosted
+internal:
+  - host: ~.*
+    ports: any
+"""
+CONTROL_D = """\
+version: 1
+mode: developer
+internal:
+  - cidr: 127.0.0.0/8
+    ports: any
+  - cidr: 0.0.0.0/32
+    ports: any
+  - cidr: ::1/128
+    ports: any
+  - cidr: ::/128
+    ports: any
+  - cidr: ::ffff:127.0.0.0/104
+    ports: any
+"""
+
+
 class Context:
     pass
 
@@ -1038,14 +1121,15 @@ def start_instance(workdir, name, policy, hosts, extra_config=""):
         return None, str(e)[-400:]
 
 
-def run_case(ctx, index, case):
-    instance = ctx.instances.get(case.instance)
+def run_case(ctx, index, case, instance_name=None):
+    instance_name = instance_name or case.instance
+    instance = ctx.instances.get(instance_name)
     if instance is None:
-        return ["egress instance %s did not start: %s" % (case.instance, ctx.start_errors.get(case.instance))]
-    hosts = ("127.0.0.1", "::1") if case.instance == "D" else (CANARY_HOST,)
+        return ["egress instance %s did not start: %s" % (instance_name, ctx.start_errors.get(instance_name))]
+    hosts = ("127.0.0.1", "::1", "127.8.9.10") if case.instance == "D" else (CANARY_HOST,)
     canary = Canary(hosts)
     try:
-        return case.run(ctx, case, instance, canary, "/atk-%d" % index)
+        return case.run(ctx, case, instance, canary, "/atk-%d/" % index)
     except Exception as e:  # noqa: BLE001 — a crash is this case's failure
         return ["crashed: %r" % e]
     finally:
@@ -1095,6 +1179,8 @@ def run(workdir, results):
         ("S", s_policy, s_hosts, "limits:\n  header_timeout: 1s\n"),
         ("D", policy_d(), D_HOSTS, "limits:\n  header_timeout: 1s\n"),
         ("E", s_policy, s_hosts, ""),
+        ("CS", CONTROL_S, s_hosts, "limits:\n  header_timeout: 1s\n"),
+        ("CD", CONTROL_D, D_HOSTS, "limits:\n  header_timeout: 1s\n"),
         # Contract limits (issue 5 item 4): the keys are new, so this
         # instance only starts with the hardening branch merged.
         ("L", s_policy, s_hosts, "limits:\n  max_body_bytes: 1000\n  max_connections: 6\n"
@@ -1116,6 +1202,17 @@ def run(workdir, results):
         problems = outcomes[i]
         check("[%s] %s" % (case.family, case.name), not problems, "; ".join(problems))
     print("     %d attack cases in %.1f s" % (len(CASES), time.time() - started))
+
+    # Control: the same policy-level attacks against instances whose policy
+    # lets everything through must reach their canaries. A case that would
+    # pass even then could not catch a mistake.
+    controls = [(i, c) for i, c in indexed if reaches_canary_when_allowed(c)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = {pool.submit(run_case, ctx, 10000 + i, c, "C" + c.instance): c for i, c in controls}
+        blind = [futures[f].name for f in concurrent.futures.as_completed(futures, timeout=240)
+                 if not any("CANARY RECEIVED" in p or "canary was connected" in p for p in f.result())]
+    check("control: all %d policy-level cases reach their canary when the policy allows them" % len(controls),
+          len(controls) >= 60 and not blind, "blind cases: %s" % blind)
 
     check("at least 80 distinct attack cases", len(CASES) >= 80 and len({c.name for c in CASES}) == len(CASES),
           str(len(CASES)))
