@@ -283,7 +283,7 @@ refusal("literal", "CONNECT: IPv6 zone id", CONNECT(b"[::1%lo]:{P}"), 400, "inva
 for label, name, address in [
     ("a name that resolves to loopback", b"rebind.test", "127.0.0.1"),
     ("a name that resolves to the metadata address", b"meta.test", "169.254.169.254"),
-    ("a name with one public and one loopback address", b"mixed.test", "127.0.0.1"),
+    ("a name with one public and one loopback address", b"mixed.test", "198.51.100.7"),
     ("a name that resolves to v4-mapped loopback", b"mapped.test", "::ffff:127.0.0.1"),
     ("a name that resolves to 0.0.0.0 (reaches loopback)", b"zero.test", "0.0.0.0"),
 ]:
