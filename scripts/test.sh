@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install what is missing (build and test
 # dependencies), build everything, run the whole test suite (unit and
-# integration, through ctest), then build the unit tests again under
-# AddressSanitizer + UBSan and run them.
+# integration, through ctest), then the unit tests again under
+# AddressSanitizer + UBSan, then the fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -12,13 +12,15 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs")
 
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEGRESS_SANITIZE=ON >/dev/null
-unit_targets=$(cd build-asan && ctest -N -L unit | sed -n 's/.*Test *#[0-9]*: unit\.\(.*\)/\1_tests/p')
+# The unit tests once more under AddressSanitizer + UBSan, built by clang in
+# the fuzzing build (build-fuzz: every library instrumented for ASan, UBSan
+# and coverage), so the libraries are compiled once for both; then the
+# libFuzzer targets run 15 s each (about a minute in all). Any sanitizer
+# report, crash, leak or broken invariant fails the run.
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEGRESS_FUZZ=ON -DEGRESS_TESTS=ON >/dev/null
+unit_targets=$(cd build-fuzz && ctest -N -L unit | sed -n 's/.*Test *#[0-9]*: unit\.\(.*\)/\1_tests/p')
 # shellcheck disable=SC2086
-cmake --build build-asan -j"$jobs" --target $unit_targets
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+cmake --build build-fuzz -j"$jobs" --target $unit_targets
+(cd build-fuzz && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --output-on-failure -L unit -j"$jobs")
-
-# Fuzzing: build the libFuzzer targets with clang and run each for 15 s
-# (about a minute in all); any crash, leak or broken invariant fails the run.
 tests/fuzz/run.sh 15

@@ -20,9 +20,7 @@ Value integer(const std::optional<T>& v) {
 }  // namespace
 
 // Boost.JSON writes string bytes as they are, and a host that could not be
-// normalised is the worker's raw bytes. A log pipeline must get valid JSON,
-// so the stream (only the stream: the database keeps the bytes the hash
-// covers) replaces each invalid UTF-8 sequence with U+FFFD.
+// normalised is the worker's raw bytes. A log pipeline must get valid JSON.
 std::string valid_utf8(const std::string& s) {
   std::string out;
   out.reserve(s.size());

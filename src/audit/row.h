@@ -24,10 +24,6 @@ inline constexpr std::array<std::string_view, 22> kContentColumns = {
     "sni",    "decision",   "rule",     "reason",        "upstream_addr",
     "status", "bytes_up",   "bytes_down", "duration_ms", "error"};
 
-/// `s` with each invalid UTF-8 sequence replaced by U+FFFD, for JSON
-/// output (the database keeps the bytes the hash covers).
-std::string valid_utf8(const std::string& s);
-
 /// The event's content columns, in kContentColumns order. Empty strings and
 /// empty optionals become NULL (the schema's convention).
 std::vector<Value> row_values(const Event& event);

@@ -1,6 +1,5 @@
 // `egress serve`: configuration file, then flags on top; the policy; the
 // audit store; then the proxy until a stop signal.
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/logging.h"
 #include "egress/admin/metrics.h"
 #include "egress/admin/server.h"
 #include "egress/audit/maintenance.h"
@@ -21,7 +21,8 @@ namespace egress::cli {
 namespace {
 
 struct ServeFlags {
-  std::string config_file, mode, policy_file, listen, admin_listen, audit_db, audit_stream, retention, log_level;
+  std::string config_file, mode, policy_file, listen, admin_listen, audit_db, audit_stream, retention, log_level,
+      log_format;
   unsigned threads = 0;
 };
 
@@ -53,7 +54,17 @@ config::ServeConfig effective_config(const ServeFlags& flags) {
     if (!retention) throw config::ConfigError("--retention " + flags.retention + ": expected a duration such as 90d or 12h");
     config.retention = *retention;
   }
-  if (!flags.log_level.empty()) config.log_level = flags.log_level;
+  if (!flags.log_level.empty()) {
+    if (!config::valid_log_level(flags.log_level)) {
+      throw config::ConfigError("--log-level " + flags.log_level + ": expected trace, debug, info, warn, error or off");
+    }
+    config.log_level = flags.log_level;
+  }
+  if (!flags.log_format.empty()) {
+    const auto format = config::parse_log_format(flags.log_format);
+    if (!format) throw config::ConfigError("--log-format " + flags.log_format + ": expected text or json");
+    config.log_format = *format;
+  }
   if (flags.threads) config.threads = flags.threads;
   return config;
 }
@@ -100,8 +111,7 @@ int run_serve(const ServeFlags& flags) {
     std::cerr << "egress serve: " << e.what() << "\n";
     return kExitUsage;
   }
-  spdlog::set_default_logger(spdlog::stderr_color_mt("egress"));
-  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  setup_logging(config);
 
   const proxy::PolicyLoader load_policy = [&config] {
     return config.policy_file.empty() ? policy::default_policy(config.mode)
@@ -187,7 +197,10 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   serve->add_option("--audit-stream", flags->audit_stream, "also write audit events as JSON lines: stdout or a file");
   serve->add_option("--retention", flags->retention, "prune audit events older than this (e.g. 90d) in the background");
   serve->add_option("--threads", flags->threads, "worker threads (default: one per core)");
-  serve->add_option("--log-level", flags->log_level, "trace | debug | info | warn | error (default info)");
+  serve->add_option("--log-level", flags->log_level, "trace | debug | info | warn | error | off (default info)");
+  serve->add_option("--log-format", flags->log_format,
+                    "text | json (default text): json writes one object per line, the request line with the audit "
+                    "table's field names");
   serve->callback([flags, &exit_code] { exit_code = run_serve(*flags); });
 }
 

@@ -124,7 +124,7 @@ void read_limits(Reader& r, const YAML::Node& node, Limits& limits) {
 
 void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   r.check_keys(root,
-               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "retention", "threads", "dns", "limits", "log_level"},
+               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "retention", "threads", "dns", "limits", "log_level", "log_format"},
                "the configuration");
   if (root["listen"]) {
     config.listen = r.string(root["listen"], "listen");
@@ -162,10 +162,33 @@ void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   };
   if (section(root["dns"], "dns")) read_dns(r, root["dns"], config.dns);
   if (section(root["limits"], "limits")) read_limits(r, root["limits"], config.limits);
-  if (root["log_level"]) config.log_level = r.string(root["log_level"], "log_level");
+  if (root["log_level"]) {
+    config.log_level = r.string(root["log_level"], "log_level");
+    if (!valid_log_level(config.log_level)) {
+      r.problem(root["log_level"], "log_level must be trace, debug, info, warn, error or off");
+    }
+  }
+  if (root["log_format"]) {
+    const auto format = parse_log_format(r.string(root["log_format"], "log_format"));
+    if (format) config.log_format = *format;
+    else r.problem(root["log_format"], "log_format must be text or json");
+  }
 }
 
 }  // namespace
+
+bool valid_log_level(std::string_view level) {
+  for (const std::string_view known : {"trace", "debug", "info", "warn", "error", "off"}) {
+    if (level == known) return true;
+  }
+  return false;
+}
+
+std::optional<LogFormat> parse_log_format(std::string_view text) {
+  if (text == "text") return LogFormat::Text;
+  if (text == "json") return LogFormat::Json;
+  return std::nullopt;
+}
 
 std::optional<milliseconds> parse_duration(std::string_view text) {
   std::uint64_t value = 0;

@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <random>
 
+#include <boost/json/serialize.hpp>
+#include <boost/json/string.hpp>
+
 #include "egress/proxy/evaluate.h"
 
 namespace egress::proxy {
@@ -88,59 +91,90 @@ audit::Event Attempt::close_event(const Outcome& outcome) const {
   return out;
 }
 
-std::string Attempt::log_line(const Outcome& outcome) const {
-  const auto field = [](std::string& line, std::string_view name, std::string_view value) {
-    if (value.empty()) return;
-    line += ' ';
-    line += name;
-    line += '=';
-    // One attempt, one line: control characters are escaped so no value
-    // can break the line or forge fields.
-    const auto is_control = [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; };
-    const bool quote = value.find_first_of(" \"=") != std::string_view::npos ||
-                       std::any_of(value.begin(), value.end(), is_control);
-    if (quote) line += '"';
-    for (const char c : value) {
-      if (c == '"' || c == '\\') {
-        line += '\\';
-        line += c;
-      } else if (c == '\n') {
-        line += "\\n";
-      } else if (c == '\r') {
-        line += "\\r";
-      } else if (c == '\t') {
-        line += "\\t";
-      } else if (is_control(c)) {
-        static constexpr char kHex[] = "0123456789abcdef";
-        line += "\\x";
-        line += kHex[static_cast<unsigned char>(c) >> 4];
-        line += kHex[static_cast<unsigned char>(c) & 0xf];
-      } else {
-        line += c;
-      }
-    }
-    if (quote) line += '"';
+namespace {
+
+// `key=value`, quoted and escaped where needed: one attempt, one line, and
+// no value can break the line or forge fields. Control characters and every
+// non-ASCII byte (a worker's raw bytes need not be UTF-8) become \xHH, so
+// the line is plain ASCII.
+void append_logfmt(std::string& line, std::string_view name, std::string_view value) {
+  const auto is_control = [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte < 0x20 || byte >= 0x7f;
   };
+  if (!line.empty()) line += ' ';
+  line += name;
+  line += '=';
+  const bool quote = value.find_first_of(" \"=") != std::string_view::npos ||
+                     std::any_of(value.begin(), value.end(), is_control);
+  if (quote) line += '"';
+  for (const char c : value) {
+    if (c == '"' || c == '\\') {
+      line += '\\';
+      line += c;
+    } else if (c == '\n') {
+      line += "\\n";
+    } else if (c == '\r') {
+      line += "\\r";
+    } else if (c == '\t') {
+      line += "\\t";
+    } else if (is_control(c)) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      line += "\\x";
+      line += kHex[static_cast<unsigned char>(c) >> 4];
+      line += kHex[static_cast<unsigned char>(c) & 0xf];
+    } else {
+      line += c;
+    }
+  }
+  if (quote) line += '"';
+}
+
+// `"key":value` for a JSON object's body; numbers stay numbers.
+void append_json(std::string& line, std::string_view name, std::string_view value, bool number) {
+  if (!line.empty()) line += ',';
+  line += '"';
+  line += name;  // our own field names: nothing to escape
+  line += "\":";
+  if (number) {
+    line += value;
+  } else {
+    line += boost::json::serialize(boost::json::string(audit::valid_utf8(std::string(value))));
+  }
+}
+
+}  // namespace
+
+std::string Attempt::log_line(const Outcome& outcome, config::LogFormat format) const {
   const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
-  std::string line = "request_id=" + event_.request_id;
-  field(line, "kind", event_.kind);
-  field(line, "client_addr", event_.client_addr);
-  field(line, "role", event_.role);
-  field(line, "mode", event_.mode);
-  field(line, "method", event_.method);
-  field(line, "host", event_.host);
-  field(line, "port", event_.port ? std::to_string(*event_.port) : "");
-  field(line, "path", event_.path);
-  field(line, "sni", event_.sni);
-  field(line, "decision", event_.decision);
-  field(line, "reason", event_.reason);
-  field(line, "rule", event_.rule);
-  field(line, "upstream_addr", event_.upstream_addr);
-  field(line, "status", std::to_string(outcome.status));
-  field(line, "bytes_up", std::to_string(outcome.bytes_up));
-  field(line, "bytes_down", std::to_string(outcome.bytes_down));
-  field(line, "duration_ms", std::to_string(duration.count()));
-  field(line, "error", outcome.error);
+  std::string line;
+  const auto field = [&](std::string_view name, std::string_view value, bool number = false) {
+    if (value.empty()) return;
+    if (format == config::LogFormat::Json) {
+      append_json(line, name, value, number);
+    } else {
+      append_logfmt(line, name, value);
+    }
+  };
+  field("request_id", event_.request_id);
+  field("kind", event_.kind);
+  field("client_addr", event_.client_addr);
+  field("role", event_.role);
+  field("mode", event_.mode);
+  field("method", event_.method);
+  field("host", event_.host);
+  field("port", event_.port ? std::to_string(*event_.port) : "", true);
+  field("path", event_.path);
+  field("sni", event_.sni);
+  field("decision", event_.decision);
+  field("reason", event_.reason);
+  field("rule", event_.rule);
+  field("upstream_addr", event_.upstream_addr);
+  field("status", std::to_string(outcome.status), true);
+  field("bytes_up", std::to_string(outcome.bytes_up), true);
+  field("bytes_down", std::to_string(outcome.bytes_down), true);
+  field("duration_ms", std::to_string(duration.count()), true);
+  field("error", outcome.error);
   return line;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "egress/audit/event.h"
+#include "egress/config/config.h"
 #include "egress/policy/policy.h"
 
 namespace egress::proxy {
@@ -64,8 +65,10 @@ class Attempt {
   audit::Event close_event(const Outcome& outcome) const;
 
   /// The one canonical log line for this attempt (logged when it closes),
-  /// with the audit table's field names.
-  std::string log_line(const Outcome& outcome) const;
+  /// with the audit table's field names: `key=value` pairs (text), or the
+  /// fields of a JSON object without its braces (json; the logger adds
+  /// ts and level around them).
+  std::string log_line(const Outcome& outcome, config::LogFormat format) const;
 
  private:
   audit::Event event_;

@@ -89,7 +89,7 @@ void Session::record_close(const Attempt& attempt, const Attempt::Outcome& outco
   auto event = attempt.close_event(outcome);
   admin::metrics().count_request(event, attempt.refusal_reason());
   worker_.shared.audit.record(std::move(event));
-  spdlog::info("{}", attempt.log_line(outcome));
+  spdlog::info("{}", attempt.log_line(outcome, worker_.shared.config.log_format));
 }
 
 asio::awaitable<void> Session::run() {

@@ -101,6 +101,7 @@ audit_sync: full
 audit_stream: stdout
 threads: 4
 log_level: debug
+log_format: json
 dns:
   servers: [10.0.0.2, "10.0.0.3:5353"]
   hosts:
@@ -129,6 +130,7 @@ limits:
   CHECK(config.audit_stream == "stdout");
   CHECK(config.threads == 4);
   CHECK(config.log_level == "debug");
+  CHECK(config.log_format == egress::config::LogFormat::Json);
   CHECK(config.dns.servers == std::vector<std::string>{"10.0.0.2", "10.0.0.3:5353"});
   REQUIRE(config.dns.hosts.count("artifacts.internal") == 1);
   CHECK(config.dns.hosts.at("artifacts.internal") == std::vector<std::string>{"10.20.0.5", "10.20.0.6"});
@@ -197,6 +199,8 @@ TEST_CASE("A bad configuration names the file, the line and what to change", "[c
       {"boolean spelled yes", "dns:\n  hosts_file: yes\n", 2, {"dns.hosts_file must be true or false"}},
       {"unknown mode", "mode: open\n", 1, {"mode must be production, self-hosted or developer"}},
       {"unknown audit_sync", "audit_sync: always\n", 1, {"audit_sync must be normal or full"}},
+      {"unknown log_format", "log_format: xml\n", 1, {"log_format must be text or json"}},
+      {"unknown log_level", "log_level: verbose\n", 1, {"log_level must be trace, debug, info, warn, error or off"}},
       {"listen without a port", "listen: 127.0.0.1\n", 1, {"listen must be HOST:PORT"}},
       {"listen with a bare v6 address", "listen: \"::1:3128\"\n", 1, {"listen must be HOST:PORT"}},
       {"string given a map", "policy:\n  file: x\n", 2, {"policy must be a string"}},
@@ -269,6 +273,16 @@ TEST_CASE("A missing configuration file is reported with its path", "[config]") 
     const std::string message = e.what();
     CHECK(message.rfind("/nonexistent/egress.yaml:0: cannot read", 0) == 0);
   }
+}
+
+TEST_CASE("Log levels and formats: the accepted spellings and nothing else", "[config]") {
+  using egress::config::LogFormat;
+  for (const auto* level : {"trace", "debug", "info", "warn", "error", "off"}) CHECK(egress::config::valid_log_level(level));
+  for (const auto* level : {"", "INFO", "warning", "critical", "err", "info "}) CHECK_FALSE(egress::config::valid_log_level(level));
+  CHECK(egress::config::parse_log_format("text") == LogFormat::Text);
+  CHECK(egress::config::parse_log_format("json") == LogFormat::Json);
+  for (const auto* format : {"", "JSON", "jsonl", "logfmt", "text "}) CHECK_FALSE(egress::config::parse_log_format(format));
+  CHECK(load_config_file(ConfigFile("listen: 127.0.0.1:3128\n").path()).log_format == LogFormat::Text);
 }
 
 TEST_CASE("Durations parse in ms, s, m and h", "[config]") {

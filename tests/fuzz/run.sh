@@ -17,8 +17,9 @@ targets=(normalize request_head client_hello policy_loader)
 build=build-fuzz
 jobs=${EGRESS_FUZZ_BUILD_JOBS:-$(nproc)}
 
-CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DEGRESS_FUZZ=ON -DEGRESS_TESTS=OFF >/dev/null
+# Tests stay on: scripts/test.sh runs the unit tests from this same
+# sanitized build before fuzzing, so CI compiles the libraries once for both.
+CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEGRESS_FUZZ=ON -DEGRESS_TESTS=ON >/dev/null
 cmake --build "$build" -j"$jobs" --target "${targets[@]/#/fuzz_}"
 
 failed=()

@@ -42,4 +42,10 @@ std::string to_string(EventType type);  // "decision" | "close"
 /// UTC ISO-8601 with microseconds: "2026-11-27T19:54:58.123456Z".
 std::string format_timestamp(std::chrono::system_clock::time_point ts);
 
+/// `s` with each invalid UTF-8 sequence replaced by U+FFFD. Text fields can
+/// hold a worker's raw bytes; every JSON writer (stream, export, JSON log)
+/// passes them through this, while the database keeps the bytes the hash
+/// covers.
+std::string valid_utf8(const std::string& s);
+
 }  // namespace egress::audit

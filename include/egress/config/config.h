@@ -42,6 +42,10 @@ struct DnsConfig {
 
 enum class AuditSync { Normal, Full };
 
+/// How serve's log lines look on stderr: spdlog's text lines (the request
+/// line as key=value pairs) or one JSON object per line (log pipelines).
+enum class LogFormat { Text, Json };
+
 /// The admin listener's default address: loopback only. When this default
 /// is taken, serve warns and runs without the admin listener; an address
 /// set explicitly that cannot be bound is an error.
@@ -63,7 +67,8 @@ struct ServeConfig {
   unsigned threads = 0;      // 0 = one per core
   DnsConfig dns;
   Limits limits;
-  std::string log_level = "info";
+  std::string log_level = "info";  // trace | debug | info | warn | error | off
+  LogFormat log_format = LogFormat::Text;
 };
 
 /// A problem in the configuration file, as "FILE:LINE: what; fix".
@@ -75,6 +80,11 @@ class ConfigError : public std::runtime_error {
 /// Reads a YAML configuration file on top of the defaults. Throws
 /// ConfigError listing every problem (unknown keys, bad durations, …).
 ServeConfig load_config_file(const std::string& path);
+
+/// spdlog's level names that serve accepts: trace … error, off.
+bool valid_log_level(std::string_view level);
+/// "text" | "json"; nullopt otherwise.
+std::optional<LogFormat> parse_log_format(std::string_view text);
 
 /// "250ms", "10s", "5m", "1h", "90d" → milliseconds; nullopt if malformed.
 std::optional<milliseconds> parse_duration(std::string_view text);
