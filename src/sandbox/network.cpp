@@ -17,7 +17,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <set>
 
 #include "sandbox/process.h"
 
@@ -31,13 +30,22 @@ std::uint32_t host_order(const policy::IpAddress& a) {
          a.bytes[3];
 }
 
-std::set<std::uint32_t> host_ipv4_addresses() {
-  std::set<std::uint32_t> out;
+struct Ipv4Net {
+  std::uint32_t network, mask;  // host order
+};
+
+// Every IPv4 network on a host interface (a /32 on lo included): a worker
+// /30 must overlap none, or its route would shadow part of a real network.
+std::vector<Ipv4Net> host_ipv4_networks() {
+  std::vector<Ipv4Net> out;
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return out;
-  for (auto* i = list; i; i = i->ifa_next)
-    if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET)
-      out.insert(ntohl(reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr));
+  for (auto* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !i->ifa_netmask) continue;
+    const auto addr = ntohl(reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr);
+    const auto mask = ntohl(reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr.s_addr);
+    out.push_back({addr & mask, mask});
+  }
   freeifaddrs(list);
   return out;
 }
@@ -118,14 +126,15 @@ void NetnsHolder::stop() {
 
 std::optional<Subnet30> allocate_subnet(const policy::Cidr& range) {
   if (!range.network.is_v4() || range.prefix_len > 30) return std::nullopt;
-  const auto used = host_ipv4_addresses();
+  const auto used = host_ipv4_networks();
   const std::uint32_t first = host_order(range.network);
   const std::uint64_t size = std::uint64_t{1} << (32 - range.prefix_len);
   // Bounded: at most 4096 candidates even for a huge range.
   for (std::uint64_t off = 0; off + 4 <= size && off < 4 * 4096; off += 4) {
     const std::uint32_t base = first + static_cast<std::uint32_t>(off);
     bool taken = false;
-    for (std::uint32_t k = 0; k < 4; ++k) taken = taken || used.count(base + k);
+    for (const auto& net : used)  // overlap: the block is inside the network, or it inside the block
+      taken = taken || (base & net.mask) == net.network || (net.network & 0xfffffffcu) == base;
     if (!taken) return Subnet30{base};
   }
   return std::nullopt;

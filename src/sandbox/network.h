@@ -42,7 +42,8 @@ struct Subnet30 {
   policy::IpAddress worker() const { return policy::IpAddress::v4(base + 2); }
 };
 
-/// The first /30 of `range` with no address of it on any host interface.
+/// The first /30 of `range` that overlaps no network on a host interface
+/// (so also no other worker's /30).
 /// Call under the global lock, so two launchers cannot pick the same one.
 std::optional<Subnet30> allocate_subnet(const policy::Cidr& range);
 

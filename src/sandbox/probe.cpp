@@ -18,14 +18,14 @@ def check(cid, ok, detail):
 def en(e):
     if isinstance(e, OSError) and e.errno: return errno.errorcode.get(e.errno, str(e.errno))
     return "%s(%s)" % (type(e).__name__, e)
-def curl(*args):
+def curl(*args, max_time=5):
     try:
-        p = subprocess.run(["curl", "-sS", "--max-time", "5", *args], capture_output=True, text=True, timeout=20)
+        p = subprocess.run(["curl", "-sS", "--max-time", str(max_time), *args], capture_output=True, text=True, timeout=20)
         return p.returncode, p.stdout, p.stderr.strip()
     except Exception as e:
         return -1, "", en(e)
 def tcp(ip, port):
-    s = socket.socket(); s.settimeout(3)
+    s = socket.socket(); s.settimeout(2)
     try:
         s.connect((ip, port)); return None
     except OSError as e:
@@ -52,7 +52,7 @@ if DENIED:
 
 # network: direct connections fail
 e1 = tcp(UP, UP_PORT)
-rc, so, se = curl("--noproxy", "*", "http://%s:%d/" % (UP, UP_PORT))
+rc, so, se = curl("--noproxy", "*", "http://%s:%d/" % (UP, UP_PORT), max_time=2)
 check("direct", e1 is not None and e1.errno == errno.ENETUNREACH and rc != 0,
       "connect %s:%d -> %s; curl --noproxy rc=%d" % (UP, UP_PORT, en(e1) if e1 else "CONNECTED", rc))
 e2 = tcp(PROXY_IP, HOSTSVC_PORT)
