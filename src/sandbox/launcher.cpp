@@ -417,6 +417,8 @@ RunResult run_sandbox(const RunOptions& options) {
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) throw SandboxError("pipe failed");
   std::vector<std::string> argv{runsc, "--root", dir + "/state", "--network=host"};
   if (!options.platform.empty()) argv.push_back("--platform=" + options.platform);
+  // runsc ignores linux.seccomp unless told to apply it inside the sandbox.
+  if (!options.seccomp_profile_json.empty()) argv.push_back("--oci-seccomp");
   argv.insert(argv.end(), {"run", "--bundle", dir, container_id(instance->id())});
   // Pipes, never a file: gVisor writes a regular-file stdout at its own
   // offset and clobbers what is around it.
