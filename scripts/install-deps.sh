@@ -5,6 +5,8 @@
 #
 #   scripts/install-deps.sh          build + run dependencies
 #   scripts/install-deps.sh --test   plus the peers the test suite drives
+#   scripts/install-deps.sh --runtime  only the shared libraries the built
+#                                      binary needs (docker/Dockerfile's final stage)
 set -euo pipefail
 
 build_packages=(
@@ -18,8 +20,14 @@ test_packages=(
   clang libclang-rt-14-dev systemd
 )
 
+runtime_packages=(
+  ca-certificates libssl3 libc-ares2 libre2-9 libsqlite3-0 libspdlog1.10 libfmt9
+  libyaml-cpp0.7 libidn2-0 libboost-json1.81.0 libboost-url1.81.0
+)
+
 wanted=("${build_packages[@]}")
 if [[ "${1:-}" == "--test" ]]; then wanted+=("${test_packages[@]}"); fi
+if [[ "${1:-}" == "--runtime" ]]; then wanted=("${runtime_packages[@]}"); fi
 
 missing=()
 for pkg in "${wanted[@]}"; do

@@ -1,0 +1,130 @@
+// The in-sandbox half of `sandbox verify`. Written in Python because it
+// must run in the worker's own image, where python3 and curl are what a
+// worker has; every connection it makes goes to the proxy, the upstream in
+// verify's own namespace, or loopback.
+#include "sandbox/probe.h"
+
+namespace egress::sandbox {
+
+const char* const kProbeScript = R"PY(
+import ctypes, errno, os, re, socket, subprocess, urllib.request
+E = os.environ
+UP, UP_PORT, TOKEN = E["V_UP"], int(E["V_UP_PORT"]), E["V_TOKEN"]
+PROXY_IP, HOSTSVC_PORT, LOOP_PORT = E["V_PROXY_IP"], int(E["V_HOSTSVC_PORT"]), int(E["V_LOOP_PORT"])
+ALLOWED, DENIED = E.get("V_ALLOWED_URL", ""), E.get("V_DENIED_URL", "")
+
+def check(cid, ok, detail):
+    print("CHECK|%s|%s|%s" % (cid, "PASS" if ok else "FAIL", detail.replace("\n", " ")), flush=True)
+def en(e):
+    if isinstance(e, OSError) and e.errno: return errno.errorcode.get(e.errno, str(e.errno))
+    return "%s(%s)" % (type(e).__name__, e)
+def curl(*args, max_time=5):
+    try:
+        p = subprocess.run(["curl", "-sS", "--max-time", str(max_time), *args], capture_output=True, text=True, timeout=20)
+        return p.returncode, p.stdout, p.stderr.strip()
+    except Exception as e:
+        return -1, "", en(e)
+def tcp(ip, port):
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect((ip, port)); return None
+    except OSError as e:
+        return e
+    finally:
+        s.close()
+
+# proxy path: allowed -> 200 with the upstream's token, denied -> 403
+if ALLOWED:
+    rc, so, se = curl("-o", "/dev/null", "-w", "%{http_code}", ALLOWED)
+    ok = so.strip() == "200"
+    detail = "curl %s -> HTTP %s" % (ALLOWED, so.strip() or se)
+    if "sandbox.test" in ALLOWED:
+        try:
+            body = urllib.request.urlopen(ALLOWED, timeout=5).read().decode().strip()
+            ok = ok and body == TOKEN
+            detail += "; urllib body %s" % ("is the upstream's token" if body == TOKEN else "WRONG")
+        except Exception as e:
+            ok, detail = False, detail + "; urllib " + en(e)
+    check("allowed", ok, detail)
+if DENIED:
+    rc, so, se = curl("-o", "/dev/null", "-w", "%{http_code}", DENIED)
+    check("denied", so.strip() == "403", "curl %s -> HTTP %s" % (DENIED, so.strip() or se))
+
+# network: direct connections fail
+e1 = tcp(UP, UP_PORT)
+rc, so, se = curl("--noproxy", "*", "http://%s:%d/" % (UP, UP_PORT), max_time=2)
+check("direct", e1 is not None and e1.errno == errno.ENETUNREACH and rc != 0,
+      "connect %s:%d -> %s; curl --noproxy rc=%d" % (UP, UP_PORT, en(e1) if e1 else "CONNECTED", rc))
+e2 = tcp(PROXY_IP, HOSTSVC_PORT)
+check("hostsvc", e2 is not None, "host service on the proxy address %s:%d -> %s" % (PROXY_IP, HOSTSVC_PORT, en(e2) if e2 else "CONNECTED"))
+e3 = tcp("127.0.0.1", LOOP_PORT)
+check("loopback", e3 is not None, "host loopback port %d from the sandbox -> %s" % (LOOP_PORT, en(e3) if e3 else "CONNECTED"))
+try:
+    routes = open("/proc/net/route").read().splitlines()[1:]
+    default = [r for r in routes if r.split()[1] == "00000000"]
+    check("noroute", not default, "default routes: %d of %d" % (len(default), len(routes)))
+except OSError as e:
+    check("noroute", e1 is not None and e1.errno == errno.ENETUNREACH, "/proc/net/route %s; judged by ENETUNREACH" % en(e))
+ifs = [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]]
+check("ifaces", len(ifs) == 2 and "lo" in ifs, "interfaces %s" % ifs)
+
+# DNS
+try:
+    socket.getaddrinfo("example.com", 443)
+    check("dns", False, "getaddrinfo(example.com) answered")
+except OSError as e:
+    check("dns", True, "getaddrinfo(example.com) -> %s" % en(e))
+
+# filesystem
+res = []
+for p in ("/egress-verify-probe", "/usr/egress-verify-probe"):
+    try:
+        with open(p, "w") as f: f.write("x")
+        res.append("%s WRITTEN" % p)
+    except OSError as e:
+        res.append("%s %s" % (p, en(e)))
+root_opts = [l.split()[3] for l in open("/proc/self/mounts") if l.split()[1] == "/"]
+ro = bool(root_opts) and "ro" in root_opts[0].split(",")
+check("rootro", ro and not any("WRITTEN" in r for r in res), "; ".join(res) + "; / mounted " + (root_opts[0] if root_opts else "?"))
+try:
+    with open("/tmp/egress-probe", "w") as f: f.write("ok")
+    t_ok = open("/tmp/egress-probe").read() == "ok"
+except OSError:
+    t_ok = False
+tmp_fs = [l.split()[2] for l in open("/proc/self/mounts") if l.split()[1] == "/tmp"]
+check("tmp", t_ok and tmp_fs == ["tmpfs"], "/tmp write %s, fs %s" % ("ok" if t_ok else "FAILED", tmp_fs))
+res = []
+for p in ("/etc/shadow", "/root/.bashrc", "/root"):
+    try:
+        if os.path.isdir(p): os.listdir(p)
+        else: open(p).read(1)
+        res.append("%s READABLE" % p)
+    except OSError as e:
+        res.append("%s %s" % (p, en(e)))
+check("hostfiles", not any("READABLE" in r for r in res), "; ".join(res))
+
+# privileges
+p = subprocess.run(["python3", "-c", "import os; os.setuid(0)"], capture_output=True, text=True)
+last = (p.stderr.strip().splitlines() or ["(no error)"])[-1]
+st = open("/proc/self/status").read()
+capeff = re.search(r"CapEff:\s+(\w+)", st).group(1)
+capbnd = re.search(r"CapBnd:\s+(\w+)", st).group(1)
+nnp = ctypes.CDLL(None, use_errno=True).prctl(39, 0, 0, 0, 0)
+check("caps", int(capeff, 16) == 0 and int(capbnd, 16) == 0, "CapEff=%s CapBnd=%s" % (capeff, capbnd))
+check("setuid", p.returncode != 0 and os.getuid() != 0 and nnp == 1,
+      "setuid(0): %s; uid=%d NoNewPrivs=%d" % (last, os.getuid(), nnp))
+
+# whose kernel, whose PID 1
+env1 = open("/proc/1/environ", "rb").read().split(b"\0")
+pids = sorted(int(d) for d in os.listdir("/proc") if d.isdigit())
+check("pid1", b"EGRESS_SANDBOX=1" in env1 and len(pids) < 10, "/proc/1/environ is the worker's (%d vars); pids %s" % (len([x for x in env1 if x]), pids))
+u = os.uname()
+try:
+    dm = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout.splitlines()
+except Exception as e:
+    dm = [en(e)]
+check("kernel", u.release != E.get("V_HOST_KERNEL") and any("gVisor" in l for l in dm),
+      "uname -r %s (host %s); dmesg: %s" % (u.release, E.get("V_HOST_KERNEL"), dm[0].strip() if dm else "(empty)"))
+)PY";
+
+}  // namespace egress::sandbox
