@@ -5,6 +5,8 @@
 #include <set>
 #include <string>
 
+#include <boost/json/parse.hpp>
+
 #include "egress/proxy/evaluate.h"
 #include "proxy/attempt.h"
 
@@ -191,13 +193,16 @@ TEST_CASE("The log line quotes values with spaces and escapes quotes", "[proxy]"
       {"cr\rlf", R"("cr\rlf")"},
       {std::string("nul\0byte", 8), R"("nul\x00byte")"},
       {"esc\x1b[31m", R"("esc\x1b[31m")"},
+      {"caf\xc3\xa9", R"("caf\xc3\xa9")"},  // non-ASCII bytes too: the line stays ASCII
+      {"raw\xff", R"("raw\xff")"},
+      {"del\x7f", R"("del\x7f")"},
   }));
   INFO(c.error);
   auto attempt = make_attempt("172.20.1.9:40000", policy::Mode::SelfHosted, "comfy ui");
   attempt.set_method("GET");
   attempt.set_target(http_to("http://example.com:8080/a%20b"));
   attempt.set_decision(decision(policy::Verdict::Deny, Reason::NotAllowed, "default"));
-  const auto line = attempt.log_line({403, 0, 512, c.error});
+  const auto line = attempt.log_line({403, 0, 512, c.error}, egress::config::LogFormat::Text);
   INFO(line);
   CHECK(line.find('\n') == std::string::npos);
   CHECK(line.find('\r') == std::string::npos);
@@ -219,4 +224,36 @@ TEST_CASE("The log line quotes values with spaces and escapes quotes", "[proxy]"
   CHECK(field_of(line, "bytes_down") == "512");
   CHECK(field_of(line, "duration_ms") != "<absent>");
   CHECK(field_of(line, "upstream_addr") == "<absent>");  // empty values are left out
+}
+
+TEST_CASE("The JSON log line is the body of one valid JSON object", "[proxy]") {
+  struct Case {
+    std::string error;
+    std::string written;  // the "error" member as serialised
+  };
+  auto c = GENERATE(values<Case>({
+      {"timeout", R"("error":"timeout")"},
+      {R"(bad "quote")", R"("error":"bad \"quote\"")"},
+      {"two\nlines", R"("error":"two\nlines")"},
+      {std::string("nul\0byte", 8), R"("error":"nul\u0000byte")"},
+      {"caf\xc3\xa9", "\"error\":\"caf\xc3\xa9\""},       // valid UTF-8 is kept
+      {"raw\xff", "\"error\":\"raw\xef\xbf\xbd\""},         // invalid UTF-8 becomes U+FFFD
+  }));
+  INFO(c.error);
+  auto attempt = make_attempt("172.20.1.9:40000", policy::Mode::SelfHosted, "comfy ui");
+  attempt.set_method("GET");
+  attempt.set_target(http_to("http://example.com:8080/a%20b"));
+  attempt.set_decision(decision(policy::Verdict::Deny, Reason::NotAllowed, "default"));
+  const auto line = attempt.log_line({403, 0, 512, c.error}, egress::config::LogFormat::Json);
+  INFO(line);
+  const auto parsed = boost::json::parse("{" + line + "}").as_object();
+  CHECK(line.rfind("\"request_id\":\"" + attempt.request_id() + "\"", 0) == 0);
+  CHECK(line.find(c.written) != std::string::npos);
+  CHECK(parsed.at("role").as_string() == "comfy ui");
+  CHECK(parsed.at("host").as_string() == "example.com");
+  CHECK(parsed.at("port").as_int64() == 8080);  // numbers stay numbers
+  CHECK(parsed.at("status").as_int64() == 403);
+  CHECK(parsed.at("bytes_down").as_int64() == 512);
+  CHECK(parsed.at("reason").as_string() == "not-allowed");
+  CHECK_FALSE(parsed.contains("upstream_addr"));  // empty values are left out
 }
