@@ -42,6 +42,17 @@ void Attempt::set_target(const RequestTarget& target) {
   event_.path = target.path;
 }
 
+void Attempt::set_alpn(const std::vector<std::string>& protocols) {
+  // As offered, comma-separated (RFC 7301 names are opaque bytes; a comma
+  // inside one is the client's own ambiguity, and the row keeps it).
+  std::string joined;
+  for (const auto& protocol : protocols) {
+    if (!joined.empty()) joined += ',';
+    joined += protocol;
+  }
+  event_.alpn = std::move(joined);
+}
+
 void Attempt::set_decision(const policy::Decision& decision) {
   event_.decision = std::string(policy::to_string(decision.verdict));
   event_.reason = std::string(policy::to_string(decision.reason));
@@ -132,6 +143,7 @@ std::string Attempt::log_line(const Outcome& outcome) const {
   field(line, "port", event_.port ? std::to_string(*event_.port) : "");
   field(line, "path", event_.path);
   field(line, "sni", event_.sni);
+  field(line, "alpn", event_.alpn);
   field(line, "decision", event_.decision);
   field(line, "reason", event_.reason);
   field(line, "rule", event_.rule);

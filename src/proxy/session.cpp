@@ -52,10 +52,48 @@ bool expects_continue(const http::request_header<>& head) {
   return beast::iequals(expect, "100-continue");
 }
 
+/// Bytes asked for per read while a head arrives.
+constexpr std::size_t kHeadReadBytes = 4096;
+/// How long a refused connection is drained before it is closed, and how
+/// much of what the worker still sends is read meanwhile.
+constexpr auto kLingerTime = std::chrono::milliseconds(500);
+constexpr std::size_t kLingerBytes = 64 * 1024;
+
+std::string_view buffered(const beast::flat_buffer& buffer) {
+  const auto data = buffer.cdata();
+  return {static_cast<const char*>(data.data()), data.size()};
+}
+
+/// A Beast parse error of a head that passed check_request_head() (which
+/// catches these shapes first; this keeps the reasons precise if Beast is
+/// stricter somewhere): status and reason.
+std::pair<int, Reason> parse_error_reason(beast::error_code ec) {
+  if (ec == http::error::header_limit) return {431, Reason::HeaderTooLarge};
+  if (ec == http::error::bad_transfer_encoding || ec == http::error::bad_content_length ||
+      ec == http::error::multiple_content_length) {
+    return {400, Reason::AmbiguousFraming};
+  }
+  if (ec == http::error::bad_field || ec == http::error::bad_value) return {400, Reason::InvalidHeader};
+  if (ec == http::error::bad_target) return {400, Reason::InvalidTarget};
+  if (ec == http::error::bad_version) return {505, Reason::UnsupportedVersion};
+  return {400, Reason::BadRequest};
+}
+
+/// Closes the upstream with a reset rather than a FIN, so the upstream
+/// cannot take a cut-off request body for a complete one.
+void abort_connection(beast::tcp_stream& stream) {
+  beast::error_code ignored;
+  stream.socket().set_option(asio::socket_base::linger(true, 0), ignored);
+  stream.socket().close(ignored);
+}
+
 }  // namespace
 
-Session::Session(Worker& worker, tcp::socket socket)
-    : worker_(worker), client_(std::move(socket)) {
+Session::Session(Worker& worker, tcp::socket socket, ConnectionLimiter::Admission admission)
+    : worker_(worker),
+      ticket_(std::move(admission.ticket)),
+      limit_refusal_(admission.refusal),
+      client_(std::move(socket)) {
   beast::error_code ec;
   const auto remote = client_.socket().remote_endpoint(ec);
   client_addr_ = ec ? "unknown" : endpoint_text(remote);
@@ -93,18 +131,15 @@ void Session::record_close(const Attempt& attempt, const Attempt::Outcome& outco
 }
 
 asio::awaitable<void> Session::run() {
-  const auto& limits = worker_.shared.config.limits;
+  if (!ticket_) {
+    co_await refuse_connection();
+    co_return;
+  }
   bool first = true;
   for (;;) {
     RequestParser parser;
-    parser.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
-    parser.body_limit(boost::none);
-    client_.expires_after(first ? limits.header_timeout : limits.idle_timeout);
-    auto [ec, n] = co_await http::async_read_header(client_, client_buffer_, parser, use_nothrow);
-    if (ec) {
-      co_await refuse_unreadable(ec);
-      co_return;
-    }
+    const bool have_request = co_await read_request(parser, first);
+    if (!have_request) co_return;
     first = false;
     if (parser.get().method() == http::verb::connect) {
       co_await serve_connect(parser);
@@ -113,6 +148,112 @@ asio::awaitable<void> Session::run() {
     const bool keep_alive = co_await serve_request(parser);
     if (!keep_alive) co_return;
   }
+}
+
+asio::awaitable<bool> Session::read_request(RequestParser& parser, bool first) {
+  const auto& limits = worker_.shared.config.limits;
+  const auto read_ec = co_await read_head(first);
+  if (read_ec) {
+    co_await refuse_unreadable(read_ec);
+    co_return false;
+  }
+  const auto bytes = buffered(client_buffer_);
+  const auto head = bytes.substr(0, find_head_end(bytes));
+  const auto problem = check_request_head(head, {limits.max_target_length, limits.max_header_count});
+  if (problem) {
+    co_await refuse_head(*problem);
+    co_return false;
+  }
+  // The whole head is buffered, so this parses without reading.
+  parser.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
+  parser.body_limit(boost::none);
+  auto [ec, n] = co_await http::async_read_header(client_, client_buffer_, parser, use_nothrow);
+  if (ec) {
+    co_await refuse_unreadable(ec);
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<beast::error_code> Session::read_head(bool first) {
+  const auto& limits = worker_.shared.config.limits;
+  if (!first && client_buffer_.size() == 0) {
+    // Between requests: the next one may take idle_timeout to start.
+    client_.expires_after(limits.idle_timeout);
+    auto [ec, n] = co_await client_.async_read_some(client_buffer_.prepare(kHeadReadBytes), use_nothrow);
+    if (ec) co_return ec;
+    client_buffer_.commit(n);
+  }
+  // One deadline for the whole head, not per read: a byte a second must
+  // not keep a connection alive.
+  client_.expires_after(limits.header_timeout);
+  std::size_t searched = 0;
+  for (;;) {
+    const auto bytes = buffered(client_buffer_);
+    if (find_head_end(bytes, searched) != std::string_view::npos) co_return beast::error_code{};
+    if (bytes.size() >= limits.header_bytes) co_return beast::error_code(http::error::header_limit);
+    searched = bytes.size();
+    auto [ec, n] = co_await client_.async_read_some(client_buffer_.prepare(kHeadReadBytes), use_nothrow);
+    if (ec) co_return ec;
+    client_buffer_.commit(n);
+  }
+}
+
+asio::awaitable<void> Session::refuse_head(const HeadProblem& problem) {
+  const auto snapshot = worker_.shared.policy.load();
+  Attempt attempt = new_attempt(snapshot->mode());
+  const auto bytes = buffered(client_buffer_);
+  const bool connect = bytes.starts_with("CONNECT ");
+  attempt.set_kind(connect ? policy::RequestKind::Connect : policy::RequestKind::Http);
+  const auto method = bytes.substr(0, std::min<std::size_t>(bytes.find(' '), 32));
+  attempt.set_method(std::string(method));
+  attempt.set_refusal(problem.reason, problem.detail);
+  worker_.shared.audit.record(attempt.decision_event());
+  co_await refuse(attempt, problem.status, 11, false);
+}
+
+asio::awaitable<void> Session::refuse_connection() {
+  const auto snapshot = worker_.shared.policy.load();
+  Attempt attempt = new_attempt(snapshot->mode());
+  attempt.set_kind(policy::RequestKind::Http);
+  const auto& limits = worker_.shared.config.limits;
+  attempt.set_refusal(limit_refusal_, limit_refusal_ == Reason::ClientConnectionLimit
+                                          ? "this client already has " +
+                                                std::to_string(limits.max_connections_per_client) +
+                                                " open connections (limits.max_connections_per_client)"
+                                          : "egress already has " + std::to_string(limits.max_connections) +
+                                                " open connections (limits.max_connections)");
+  worker_.shared.audit.record(attempt.decision_event());
+  co_await refuse(attempt, 503, 11, false);
+}
+
+asio::awaitable<bool> Session::refuse_large_body(RequestParser& parser, Attempt& attempt) {
+  const auto max = worker_.shared.config.limits.max_body_bytes;
+  if (max == 0) co_return false;
+  // Chunked bodies are cut by the parser as they stream (relay_message
+  // fails with body_limit); an announced length is refused up front.
+  parser.body_limit(max);
+  const auto length = parser.content_length();
+  if (!length || *length <= max) co_return false;
+  attempt.set_refusal(Reason::BodyTooLarge, "Content-Length " + std::to_string(*length) + " is over " +
+                                                std::to_string(max) + " bytes (limits.max_body_bytes)");
+  worker_.shared.audit.record(attempt.decision_event());
+  co_await refuse(attempt, 413, parser.get().version(), false);
+  co_return true;
+}
+
+asio::awaitable<void> Session::linger_close() {
+  beast::error_code ignored;
+  client_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  client_.expires_after(kLingerTime);
+  std::array<char, 4096> sink;
+  std::size_t drained = 0;
+  while (drained < kLingerBytes) {
+    auto [ec, n] = co_await client_.async_read_some(asio::buffer(sink), use_nothrow);
+    if (ec) break;
+    drained += n;
+  }
+  client_.socket().close(ignored);
 }
 
 asio::awaitable<void> Session::refuse_unreadable(beast::error_code ec) {
@@ -136,14 +277,12 @@ asio::awaitable<void> Session::refuse_unreadable(beast::error_code ec) {
     record_close(attempt, {0, 0, 0, attempt.error_text()});
     co_return;
   }
-  int status = 400;
-  if (ec == http::error::header_limit) {
-    status = 431;
-    attempt.set_refusal(Reason::HeaderTooLarge,
-                        "the request head is over " + std::to_string(worker_.shared.config.limits.header_bytes) +
-                            " bytes");
+  const auto [status, reason] = parse_error_reason(ec);
+  if (reason == Reason::HeaderTooLarge) {
+    attempt.set_refusal(reason, "the request head is over " +
+                                    std::to_string(worker_.shared.config.limits.header_bytes) + " bytes");
   } else {
-    attempt.set_refusal(Reason::BadRequest, "malformed request: " + ec.message());
+    attempt.set_refusal(reason, "malformed request: " + ec.message());
   }
   worker_.shared.audit.record(attempt.decision_event());
   co_await refuse(attempt, status, 11, false);
@@ -154,7 +293,9 @@ asio::awaitable<bool> Session::refuse(Attempt& attempt, int status, unsigned ver
   client_.expires_after(worker_.shared.config.limits.idle_timeout);
   auto [ec, n] = co_await http::async_write(client_, response, use_nothrow);
   record_close(attempt, {status, 0, n, ec ? "writing the refusal: " + ec.message() : attempt.error_text()});
-  co_return keep_alive && !ec;
+  if (keep_alive && !ec) co_return true;
+  co_await linger_close();
+  co_return false;
 }
 
 asio::awaitable<Session::Admission> Session::decide(const policy::Policy& policy, Attempt& attempt,
@@ -184,7 +325,8 @@ asio::awaitable<bool> Session::commit_decision(Attempt& attempt) {
   co_return false;
 }
 
-asio::awaitable<bool> Session::check_client_hello(Attempt& attempt, const RequestTarget& target) {
+asio::awaitable<bool> Session::check_client_hello(Attempt& attempt, const RequestTarget& target,
+                                                  const policy::Decision& decision) {
   const auto refuse_tunnel = [&](Reason reason, std::string detail) {
     policy::Decision refused;
     refused.verdict = policy::Verdict::Deny;
@@ -201,7 +343,11 @@ asio::awaitable<bool> Session::check_client_hello(Attempt& attempt, const Reques
     switch (parsed.status) {
       case HelloStatus::Complete: {
         attempt.set_sni(parsed.hello.sni);
-        if (parsed.hello.sni.empty()) co_return refuse_tunnel(Reason::SniMissing, "the ClientHello has no server name");
+        attempt.set_alpn(parsed.hello.alpn);
+        if (parsed.hello.sni.empty()) {
+          if (decision.allow_no_sni) co_return true;
+          co_return refuse_tunnel(Reason::SniMissing, "the ClientHello has no server name");
+        }
         const auto sni = policy::normalize_host(parsed.hello.sni);
         if (!sni.host || sni.host->host != target.target.host.host) {
           co_return refuse_tunnel(Reason::SniMismatch, "SNI '" + parsed.hello.sni + "' but CONNECT " +
@@ -210,6 +356,11 @@ asio::awaitable<bool> Session::check_client_hello(Attempt& attempt, const Reques
         co_return true;
       }
       case HelloStatus::NotTls:
+        // raw_tcp admits a protocol that is not TLS at all (SSH to a git
+        // host); a hello that is TLS but broken stays refused, since a
+        // lenient server might read a name from it that was never checked.
+        if (decision.raw_tcp) co_return true;
+        co_return refuse_tunnel(Reason::NotTls, parsed.error);
       case HelloStatus::Malformed:
         co_return refuse_tunnel(Reason::NotTls, parsed.error);
       case HelloStatus::NeedMore:
@@ -270,6 +421,8 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
   }
   const RequestTarget& target = *parsed.request;
   attempt.set_target(target);
+  const bool body_refused = co_await refuse_large_body(parser, attempt);
+  if (body_refused) co_return false;
   if (!identify_worker(*snapshot, request, attempt)) {
     co_return co_await refuse(attempt, 407, version, client_keep_alive && parser.is_done());
   }
@@ -294,7 +447,15 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
                                      limits.upstream_timeout);
   outcome.bytes_up = sent.bytes_written;
   if (sent.failed != RelayResult::Failed::Nothing) {
+    abort_connection(upstream_->stream);
     upstream_.reset();
+    if (sent.failed == RelayResult::Failed::Reading && sent.ec == http::error::body_limit) {
+      attempt.set_failure(Reason::BodyTooLarge,
+                          "the chunked request body went over " +
+                              std::to_string(limits.max_body_bytes) +
+                              " bytes (limits.max_body_bytes); the upstream connection was aborted");
+      co_return co_await refuse(attempt, 413, version, false);
+    }
     if (sent.failed == RelayResult::Failed::Reading) {
       outcome.error = "reading the request body: " + sent.ec.message();
       record_close(attempt, outcome);
@@ -394,7 +555,7 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
     co_return;
   }
   outcome.bytes_down = n;
-  const bool hello_ok = co_await check_client_hello(attempt, target);
+  const bool hello_ok = co_await check_client_hello(attempt, target, admission.evaluation.decision);
   if (!hello_ok) {
     worker_.shared.audit.record(attempt.decision_event());
     outcome.error = attempt.error_text();
