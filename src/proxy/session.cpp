@@ -417,7 +417,9 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
     attempt.set_raw_target(std::string(request.target()));
     attempt.set_refusal(parsed.reason, parsed.error);
     worker_.shared.audit.record(attempt.decision_event());
-    co_return co_await refuse(attempt, parsed.status, version, client_keep_alive && parser.is_done());
+    // A target that cannot be parsed (userinfo, a bad host) is malformed
+    // input like a bad head: close rather than read on from there.
+    co_return co_await refuse(attempt, parsed.status, version, false);
   }
   const RequestTarget& target = *parsed.request;
   attempt.set_target(target);
