@@ -6,7 +6,9 @@ reason, a closed connection, and the canary upstream must see no byte.
 Also: the connection limits (global and per client address, the clients
 being different loopback addresses), the header deadline on a kept-alive
 connection's second request, a chunked body cut mid-stream, ALPN in the
-audit row, and the raw_tcp / allow_no_sni rule options."""
+audit row, the raw_tcp / allow_no_sni rule options, and the idle, tunnel
+idle and upstream connect timeouts."""
+import os
 import socket
 import ssl
 import time
@@ -283,6 +285,72 @@ def check_connection_limits(workdir, check):
     check("limits: egress stops cleanly", egress.stop() == 0)
 
 
+def wait_closed(s, limit):
+    """Seconds until the peer closes `s` (reading and dropping), or None."""
+    started = time.time()
+    s.settimeout(0.2)
+    while time.time() - started < limit:
+        try:
+            if s.recv(65536) == b"":
+                return time.time() - started
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return time.time() - started
+    return None
+
+
+def check_timeouts(workdir, check):
+    """idle_timeout between requests, tunnel_idle_timeout in a tunnel and
+    connect_timeout to an upstream that never completes the handshake, all
+    set to 1 s."""
+    egress = Egress(workdir, POLICY, hosts=HOSTS,
+                    extra_config="limits:\n  idle_timeout: 1s\n  tunnel_idle_timeout: 1s\n  connect_timeout: 1s\n")
+    upstream = Upstream()
+    host, port = egress.address.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=5)
+    s.sendall(request("http://allowed.test:%d/idle" % upstream.port))
+    s.settimeout(5)
+    first = s.recv(65536)
+    waited = wait_closed(s, 5)
+    s.close()
+    check("idle_timeout: a kept-alive connection with no next request is closed after it",
+          first.startswith(b"HTTP/1.1 200") and waited is not None and waited < 3, "%r after %s" % (first[:40], waited))
+
+    echo = Canary()
+    s, status = tunnel(egress.address, "rawok.test:%d" % echo.port)
+    s.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+    waited = wait_closed(s, 5)
+    s.close()
+    check("tunnel_idle_timeout: a silent tunnel is closed after it", waited is not None and waited < 3, str(waited))
+    rows = egress.wait_for_events("event = 'close' AND error LIKE 'tunnel idle%'")
+    check("tunnel_idle_timeout: the close row says so", len(rows) == 1, str(rows))
+    echo.close()
+
+    # A listener whose accept queue is full drops new SYNs: connect hangs.
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = []
+    for _ in range(3):  # bounded: the queue holds one or two
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(full.getsockname())
+        fillers.append(f)
+    time.sleep(0.2)
+    started = time.time()
+    status, head, _, _ = curl(egress.proxy, "http://allowed.test:%d/" % full.getsockname()[1], timeout=10)
+    elapsed = time.time() - started
+    check("connect_timeout: an upstream that never answers the handshake gives 504 upstream-timeout",
+          status == 504 and header(head, "X-Egress-Reason") == "upstream-timeout" and elapsed < 4,
+          "%d after %.1f s: %s" % (status, elapsed, head[:200]))
+    for f in fillers:
+        f.close()
+    full.close()
+    upstream.close()
+    check("timeouts: egress stops cleanly", egress.stop() == 0)
+
+
 def run(workdir, results):
     check = results.check
     canary = Canary()
@@ -293,10 +361,10 @@ def run(workdir, results):
     check_tunnels(egress, check, workdir)
     check("egress stops cleanly", egress.stop() == 0)
     canary.close()
-    import os
-    limits_dir = os.path.join(workdir, "limits")
-    os.mkdir(limits_dir)
-    check_connection_limits(limits_dir, check)
+    for name, part in (("limits", check_connection_limits), ("timeouts", check_timeouts)):
+        directory = os.path.join(workdir, name)
+        os.mkdir(directory)
+        part(directory, check)
 
 
 if __name__ == "__main__":
