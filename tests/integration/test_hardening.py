@@ -11,6 +11,7 @@ idle and upstream connect timeouts."""
 import os
 import socket
 import ssl
+import subprocess
 import time
 
 import harness
@@ -214,6 +215,10 @@ def check_tunnels(egress, check, workdir):
     rows = egress.wait_for_events("event = 'decision' AND kind = 'connect' AND alpn IS NOT NULL")
     check("ALPN: the tunnel's decision row lists the offered protocols in order",
           rows and rows[-1]["alpn"] == "h2,http/1.1" and rows[-1]["sni"] == "allowed.test", str(rows[-1:]))
+    out = subprocess.run([harness.EGRESS, "audit", "query", "--db", egress.db, "--request-id", rows[-1]["request_id"],
+                          "--format", "json"], capture_output=True, text=True, timeout=30)
+    check("ALPN: egress audit query shows it", out.returncode == 0 and '"alpn":"h2,http/1.1"' in out.stdout,
+          out.stdout + out.stderr)
 
     loose = ssl.create_default_context()
     loose.check_hostname = False
