@@ -8,23 +8,38 @@
 
 namespace egress::audit {
 
+namespace {
+
+void append_value(std::string& out, const Value& v) {
+  if (std::holds_alternative<std::monostate>(v)) {
+    out += "N;";
+  } else if (const auto* i = std::get_if<std::int64_t>(&v)) {
+    out += 'I';
+    out += std::to_string(*i);
+    out += ';';
+  } else {
+    const auto& s = std::get<std::string>(v);
+    out += 'T';
+    out += std::to_string(s.size());
+    out += ':';
+    out += s;
+    out += ';';
+  }
+}
+
+}  // namespace
+
 std::string canonical_content(const std::vector<Value>& content) {
   std::string out;
-  for (const Value& v : content) {
-    if (std::holds_alternative<std::monostate>(v)) {
-      out += "N;";
-    } else if (const auto* i = std::get_if<std::int64_t>(&v)) {
-      out += 'I';
-      out += std::to_string(*i);
-      out += ';';
-    } else {
-      const auto& s = std::get<std::string>(v);
-      out += 'T';
-      out += std::to_string(s.size());
-      out += ':';
-      out += s;
-      out += ';';
+  for (std::size_t i = 0; i < content.size(); ++i) {
+    const Value& v = content[i];
+    if (i >= kChainBaseColumns) {
+      // An added column: only when present, and named (see chain.h).
+      if (std::holds_alternative<std::monostate>(v)) continue;
+      out += i < kContentColumns.size() ? kContentColumns[i] : std::string_view("?");
+      out += '=';
     }
+    append_value(out, v);
   }
   return out;
 }

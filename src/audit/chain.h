@@ -14,6 +14,19 @@
 //   integer  -> "I" decimal ";"           e.g. "I443;"
 //   text     -> "T" byte-length ":" bytes ";"   e.g. "T10:github.com;"
 //
+// Columns added by later migrations (kContentColumns after
+// kChainBaseColumns; so far only `alpn`) are serialised only when not NULL,
+// each as its column name, '=', and its tagged value:
+//
+//   "alpn=T11:h2,http/1.1;"
+//
+// Rows written before a column existed read it as NULL, so their canonical
+// form, and hash, is exactly what it was when they were written: old
+// databases keep verifying, with no chain version to track per row. The
+// name keeps the form injective however many optional columns follow (a
+// value in one cannot pass for a value in another), and a NULL column
+// cannot be confused with an empty one (the writer stores "" as NULL).
+//
 // Changing any of this makes every existing database fail verification, so
 // don't: add a versioned scheme instead.
 #pragma once

@@ -6,12 +6,14 @@
 #include <vector>
 
 #include "audit/reader.h"
+#include "audit/row.h"
 #include "egress/audit/log.h"
 
 namespace egress::audit {
 
 struct LogSet::Impl {
   std::vector<DbPtr> dbs;  // one per path, same order
+  std::vector<std::int64_t> versions;  // each one's schema version (row.h select_list)
 };
 
 /// Runs `sql` with its parameters on `db`; every result row as Values.

@@ -20,11 +20,11 @@ namespace {
 
 constexpr const char* kRequestColumns =
     "request_id, ts, closed_ts, mode, role, client_addr, kind, method, scheme, host, port, path, "
-    "sni, decision, rule, reason, upstream_addr, status, bytes_up, bytes_down, duration_ms, "
+    "sni, alpn, decision, rule, reason, upstream_addr, status, bytes_up, bytes_down, duration_ms, "
     "error, decision_id, close_id";
 constexpr const char* kEventColumns =
     "id, ts, request_id, event, mode, role, client_addr, kind, method, scheme, host, port, path, "
-    "sni, decision, rule, reason, upstream_addr, status, bytes_up, bytes_down, duration_ms, "
+    "sni, alpn, decision, rule, reason, upstream_addr, status, bytes_up, bytes_down, duration_ms, "
     "error, prev_hash, hash";
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -230,7 +230,10 @@ Rows merge(std::vector<std::vector<std::vector<Value>>>&& per_db, std::vector<st
 
 LogSet::LogSet(const std::vector<std::string>& paths) : paths_(paths), impl_(std::make_unique<Impl>()) {
   if (paths_.empty()) throw AuditError("no audit database given; pass --db FILE");
-  for (const auto& path : paths_) impl_->dbs.push_back(open_readonly(path));
+  for (const auto& path : paths_) {
+    impl_->dbs.push_back(open_readonly(path));
+    impl_->versions.push_back(schema_version(impl_->dbs.back().get(), path));
+  }
 }
 
 LogSet::~LogSet() = default;
@@ -243,7 +246,7 @@ void LogSet::scan(const Filter& filter, Source source, const RowSink& sink,
   // memory stays bounded however large the range (export of months).
   constexpr std::int64_t kPage = 5000;
   const bool requests = source == Source::Requests;
-  const std::size_t ts_col = 1, id_col = requests ? 22 : 0;
+  const std::size_t ts_col = 1, id_col = requests ? 23 : 0;  // decision_id's place in kRequestColumns
   const char* id_name = requests ? "decision_id" : "id";
   struct Reader {
     std::deque<std::vector<Value>> buffer;
@@ -257,9 +260,8 @@ void LogSet::scan(const Filter& filter, Source source, const RowSink& sink,
     Filter page_filter = filter;
     page_filter.limit = 0;
     Sql sql;
-    sql.text = std::string("SELECT ") + (requests ? kRequestColumns : kEventColumns) +
-               (requests ? " FROM requests WHERE " : " FROM events WHERE ") +
-               where_clause(page_filter, sql.params);
+    sql.text = "SELECT " + select_list(requests ? kRequestColumns : kEventColumns, impl_->versions[i]) +
+               (requests ? " FROM requests WHERE " : " FROM events WHERE ") + where_clause(page_filter, sql.params);
     if (!std::holds_alternative<std::monostate>(r.last_ts)) {
       sql.text += std::string(" AND (ts > ? OR (ts = ? AND ") + id_name + " > ?))";
       sql.params.push_back(r.last_ts);
@@ -348,7 +350,7 @@ Rows LogSet::newest(const Filter& filter, std::size_t n, std::vector<std::int64_
       const auto head = run_sql(db, {"SELECT coalesce(max(id), 0) FROM events", {}}, paths_[i]);
       cursor[i] = std::get<std::int64_t>(head.at(0).at(0));
       Sql sql;
-      sql.text = std::string("SELECT * FROM (SELECT ") + kEventColumns + " FROM events WHERE " +
+      sql.text = "SELECT * FROM (SELECT " + select_list(kEventColumns, impl_->versions[i]) + " FROM events WHERE " +
                  where_clause(filter, sql.params) + " AND id <= ? ORDER BY id DESC LIMIT ?) ORDER BY id";
       sql.params.emplace_back(cursor[i]);
       sql.params.emplace_back(static_cast<std::int64_t>(n));
@@ -377,7 +379,7 @@ Rows LogSet::follow(const Filter& filter, std::vector<std::int64_t>& cursor) con
       const auto head_row = run_sql(db, {"SELECT coalesce(max(id), 0) FROM events", {}}, paths_[i]);
       const std::int64_t head = std::get<std::int64_t>(head_row.at(0).at(0));
       Sql sql;
-      sql.text = std::string("SELECT ") + kEventColumns + " FROM events WHERE " +
+      sql.text = "SELECT " + select_list(kEventColumns, impl_->versions[i]) + " FROM events WHERE " +
                  where_clause(filter, sql.params) + " AND id > ? AND id <= ? ORDER BY id LIMIT ?";
       sql.params.emplace_back(cursor[i]);
       sql.params.emplace_back(head);

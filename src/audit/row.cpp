@@ -62,7 +62,25 @@ std::vector<Value> row_values(const Event& e) {
       text(e.sni),            text(e.decision), text(e.rule),       text(e.reason),
       text(e.upstream_addr),  integer(e.status), integer(e.bytes_up), integer(e.bytes_down),
       integer(e.duration_ms), text(e.error),
+      text(e.alpn),
   };
+}
+
+std::string select_list(std::string_view columns, std::int64_t version) {
+  std::string out;
+  while (!columns.empty()) {
+    const auto comma = columns.find(',');
+    auto name = columns.substr(0, comma);
+    columns = comma == std::string_view::npos ? std::string_view{} : columns.substr(comma + 1);
+    while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+    if (!out.empty()) out += ", ";
+    if (name == "alpn" && version < kAlpnSchemaVersion) {
+      out += "NULL AS alpn";
+    } else {
+      out += name;
+    }
+  }
+  return out;
 }
 
 std::string to_json_line(const std::vector<Value>& content, const RowMeta& meta) {

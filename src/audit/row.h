@@ -16,13 +16,29 @@
 
 namespace egress::audit {
 
-/// The content columns of `events`, in table order: every column except
-/// id, prev_hash and hash. Must match schema/001_events.sql (a test checks).
-inline constexpr std::array<std::string_view, 22> kContentColumns = {
+/// The content columns of `events`: every column except id, prev_hash and
+/// hash, in table order. The first kChainBaseColumns come from
+/// schema/001_events.sql; later migrations append columns after `hash`
+/// (003_alpn.sql: alpn), and they follow here in migration order (a test
+/// checks the table against this list).
+inline constexpr std::array<std::string_view, 23> kContentColumns = {
     "ts",     "request_id", "event",    "mode",          "role",   "client_addr",
     "kind",   "method",     "scheme",   "host",          "port",   "path",
     "sni",    "decision",   "rule",     "reason",        "upstream_addr",
-    "status", "bytes_up",   "bytes_down", "duration_ms", "error"};
+    "status", "bytes_up",   "bytes_down", "duration_ms", "error",
+    "alpn"};
+
+/// How many content columns the hash chain was defined over (001_events.sql);
+/// columns after these enter a row's hash only when not NULL (chain.h).
+inline constexpr std::size_t kChainBaseColumns = 22;
+
+/// The first schema version (PRAGMA user_version) whose `events` has alpn.
+inline constexpr std::int64_t kAlpnSchemaVersion = 3;
+
+/// `columns` ("a, b, c") as a SELECT list for a database at schema
+/// `version`: a column that version does not have yet reads as NULL, so
+/// older files stay readable with the same column list.
+std::string select_list(std::string_view columns, std::int64_t version);
 
 /// The event's content columns, in kContentColumns order. Empty strings and
 /// empty optionals become NULL (the schema's convention).

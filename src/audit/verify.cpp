@@ -77,9 +77,10 @@ VerifyReport verify(const std::string& path) {
   std::string prev_name = anchors.empty() ? "the start of the log"
                                           : "the newest prune anchor (row " + std::to_string(prev_id) + ")";
 
-  std::string sql = "SELECT id";
-  for (auto column : kContentColumns) sql += ", " + std::string(column);
-  sql += ", prev_hash, hash FROM events ORDER BY id";
+  std::string columns;
+  for (auto column : kContentColumns) columns += (columns.empty() ? "" : ", ") + std::string(column);
+  const std::string sql =
+      "SELECT id, " + select_list(columns, schema_version(db, path)) + ", prev_hash, hash FROM events ORDER BY id";
   StmtPtr stmt = prepare(db, sql, path);
   const int n = static_cast<int>(kContentColumns.size());
   std::vector<Value> content(kContentColumns.size());

@@ -85,7 +85,7 @@ std::vector<std::string> db_names(const AuditFlags& f) {
 // Columns a terminal can show; json and csv get every column.
 const std::vector<std::string> kQueryTableColumns = {
     "ts", "request_id", "role", "client_addr", "kind", "method", "host", "port", "path",
-    "decision", "reason", "status", "bytes_up", "bytes_down"};
+    "sni", "alpn", "decision", "reason", "status", "bytes_up", "bytes_down"};
 const std::vector<std::string> kTailTableColumns = {
     "id", "ts", "event", "request_id", "role", "client_addr", "kind", "method", "host", "port",
     "decision", "reason", "status", "bytes_up", "bytes_down"};

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 namespace egress::config {
 namespace {
@@ -109,9 +110,29 @@ void read_dns(Reader& r, const YAML::Node& node, DnsConfig& dns) {
 void read_limits(Reader& r, const YAML::Node& node, Limits& limits) {
   r.check_keys(node,
                {"header_bytes", "header_timeout", "idle_timeout", "tunnel_idle_timeout", "connect_timeout",
-                "upstream_timeout", "shutdown_grace"},
+                "upstream_timeout", "shutdown_grace", "max_target_length", "max_header_count", "max_body_bytes",
+                "max_connections", "max_connections_per_client"},
                "limits");
   if (node["header_bytes"]) limits.header_bytes = r.number(node["header_bytes"], "limits.header_bytes", 1 << 20);
+  // Counts that must be at least 1: a zero would refuse every request or
+  // connection, which is never what an operator means.
+  const auto positive = [&r, &node](const char* key, std::uint64_t max, auto& out) {
+    if (!node[key]) return;
+    const auto what = std::string("limits.") + key;
+    const auto value = r.number(node[key], what, max);
+    if (value == 0) {  // a malformed value is already reported, as 0
+      if (node[key].IsScalar() && node[key].Scalar() == "0") r.problem(node[key], what + " must be at least 1");
+      return;
+    }
+    out = static_cast<std::remove_reference_t<decltype(out)>>(value);
+  };
+  positive("max_target_length", 1 << 20, limits.max_target_length);
+  positive("max_header_count", 10'000, limits.max_header_count);
+  positive("max_connections", 1'000'000, limits.max_connections);
+  positive("max_connections_per_client", 1'000'000, limits.max_connections_per_client);
+  if (node["max_body_bytes"]) {
+    limits.max_body_bytes = r.number(node["max_body_bytes"], "limits.max_body_bytes", std::uint64_t{1} << 50);
+  }
   const std::pair<const char*, milliseconds*> durations[] = {
       {"header_timeout", &limits.header_timeout},   {"idle_timeout", &limits.idle_timeout},
       {"tunnel_idle_timeout", &limits.tunnel_idle_timeout}, {"connect_timeout", &limits.connect_timeout},

@@ -44,16 +44,21 @@ bool paths_cover(const Rule& outer, const Rule& inner) {
   });
 }
 
+// Options that change what a match does, beyond admitting it.
+bool same_options(const Rule& a, const Rule& b) {
+  return a.inspect == b.inspect && a.allow_no_sni == b.allow_no_sni && a.raw_tcp == b.raw_tcp;
+}
+
 bool same_rule(const Rule& a, const Rule& b) {
   bool same_target = (a.host && b.host && a.host->kind == b.host->kind && a.host->value == b.host->value) ||
                      (a.cidr && b.cidr && *a.cidr == *b.cidr);
   return same_target && a.ports == b.ports && a.paths == b.paths && a.methods == b.methods && a.state == b.state &&
-         a.inspect == b.inspect;
+         same_options(a, b);
 }
 
 // Everything `inner` would admit, `outer` admits too, with the same effect.
 bool rule_covers(const Rule& outer, const Rule& inner) {
-  if (outer.state != inner.state || outer.inspect != inner.inspect) return false;
+  if (outer.state != inner.state || !same_options(outer, inner)) return false;
   bool target = (outer.host && inner.host && host_pattern_covers(*outer.host, *inner.host)) ||
                 (outer.cidr && inner.cidr && outer.cidr->network.family == inner.cidr->network.family &&
                  outer.cidr->prefix_len <= inner.cidr->prefix_len && outer.cidr->contains(inner.cidr->network));
@@ -165,6 +170,26 @@ struct Linter {
     }
   }
 
+  // allow_no_sni and raw_tcp loosen the tunnel check; on every port, or
+  // together with inspection (which needs TLS), they are likely mistakes.
+  void check_tunnel_options(const std::vector<Rule>& rules, std::string_view list) {
+    for (const Rule& rule : rules) {
+      if (!rule.allow_no_sni && !rule.raw_tcp) continue;
+      const std::string what = rule.raw_tcp && rule.allow_no_sni ? "raw_tcp and allow_no_sni"
+                               : rule.raw_tcp                   ? "raw_tcp"
+                                                                : "allow_no_sni";
+      if (rule.ports.empty()) {
+        warn(rule.line, std::string(list) + " entry '" + entry_text(rule) + "' sets " + what +
+                            " on every port (ports: any); list the ports that need it, e.g. ports: [22]");
+      }
+      if (rule.raw_tcp && rule.inspect) {
+        warn(rule.line, std::string(list) + " entry '" + entry_text(rule) +
+                            "' sets both raw_tcp and inspect; inspection needs TLS, so a raw tunnel is never "
+                            "inspected; split it into a raw_tcp rule for the raw port and an inspected one for TLS");
+      }
+    }
+  }
+
   void check_internal_cidrs(const std::vector<Rule>& rules) {
     for (const Rule& rule : rules) {
       if (!rule.cidr || !overlaps_public(*rule.cidr)) continue;
@@ -203,6 +228,8 @@ struct Linter {
     check_breadth(model.allow, "allow");
     check_visibility(model.allow, "allow");
     check_visibility(model.internal, "internal");
+    check_tunnel_options(model.allow, "allow");
+    check_tunnel_options(model.internal, "internal");
     check_internal_cidrs(model.internal);
     for (const RoleRules& role : model.roles) {
       std::string prefix = "role '" + role.name + "' ";
@@ -218,6 +245,8 @@ struct Linter {
       check_breadth(role.allow, prefix + "allow");
       check_visibility(role.allow, prefix + "allow");
       check_visibility(role.internal, prefix + "internal");
+      check_tunnel_options(role.allow, prefix + "allow");
+      check_tunnel_options(role.internal, prefix + "internal");
       check_internal_cidrs(role.internal);
     }
   }

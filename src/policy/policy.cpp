@@ -91,6 +91,8 @@ Decision allow_by(Reason reason, const Rule& rule) {
   Decision d = make(Verdict::Allow, reason, rule.where);
   d.inspect = rule.inspect;
   d.internal = reason == Reason::InternalRule;
+  d.allow_no_sni = rule.allow_no_sni;
+  d.raw_tcp = rule.raw_tcp;
   return d;
 }
 
@@ -207,6 +209,8 @@ Decision Policy::decide(const DecideArgs& args) const {
       result.rule = rule->where;
       result.inspect = rule->inspect;
       result.internal = is_internal;
+      result.allow_no_sni = rule->allow_no_sni;
+      result.raw_tcp = rule->raw_tcp;
       result.detail = "rule " + rule->where + " is in report state; enforced, this would be " +
                       std::string(to_string(enforced.reason));
     }

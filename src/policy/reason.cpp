@@ -91,6 +91,37 @@ std::string_view explain(Reason reason) {
       return "The request could not be parsed; check the client sends valid HTTP/1.1.";
     case Reason::HeaderTooLarge:
       return "The request headers exceed the proxy's size limit; send smaller headers.";
+    case Reason::AmbiguousFraming:
+      return "The request's body framing is ambiguous (Content-Length together with "
+             "Transfer-Encoding, Content-Length given twice, or a Transfer-Encoding other than "
+             "chunked); egress refuses it because proxies and servers could read it differently. "
+             "Send one Content-Length or Transfer-Encoding: chunked.";
+    case Reason::InvalidHeader:
+      return "A request header is malformed (folded onto a continuation line, a name with "
+             "characters outside the HTTP token set, or a control character in its value); "
+             "fix the client's headers.";
+    case Reason::InvalidTarget:
+      return "The request target contains spaces, control characters or non-ASCII bytes; "
+             "percent-encode them in the URL.";
+    case Reason::TargetTooLong:
+      return "The request target (URL) is longer than the proxy allows; shorten the URL or "
+             "ask an admin to raise limits.max_target_length.";
+    case Reason::TooManyHeaders:
+      return "The request has more header fields than the proxy allows; send fewer headers or "
+             "ask an admin to raise limits.max_header_count.";
+    case Reason::BodyTooLarge:
+      return "The request body is larger than the proxy allows; send a smaller body or ask an "
+             "admin to raise limits.max_body_bytes.";
+    case Reason::UnsupportedVersion:
+      return "Only HTTP/1.0 and HTTP/1.1 are accepted by this proxy (no HTTP/2 prior "
+             "knowledge); configure the client for HTTP/1.1 proxying.";
+    case Reason::ConnectionLimit:
+      return "The proxy has reached its limit of concurrent connections; retry later, or ask "
+             "an admin to raise limits.max_connections.";
+    case Reason::ClientConnectionLimit:
+      return "This client address has too many open connections to the proxy; close idle "
+             "connections or reuse them, or ask an admin to raise "
+             "limits.max_connections_per_client.";
     case Reason::ClientTimeout:
       return "The client did not send its request in time; send the request promptly "
              "after connecting.";

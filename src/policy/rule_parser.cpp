@@ -149,12 +149,26 @@ bool read_cidr(const YAML::Node& node, ListKind kind, int line, Rule& rule, Prob
   return true;
 }
 
+// `inspect: true`, `allow_no_sni: true`, `raw_tcp: true`: absent is false.
+bool read_flag(const YAML::Node& entry, const char* key, int line, bool& out, Problems& problems) {
+  const YAML::Node node = child(entry, key);
+  if (!node.IsDefined()) return true;
+  bool value = false;
+  if (!YAML::convert<bool>::decode(node, value)) {
+    problems.add(line_of(node, line), std::string(key) + " must be true or false");
+    return false;
+  }
+  out = value;
+  return true;
+}
+
 std::optional<Rule> parse_entry_map(const YAML::Node& entry, ListKind kind, int line, Problems& problems) {
   std::string what = std::string(list_name(kind)) + " entry";
   if (kind == ListKind::Deny) {
     check_keys(entry, {"host", "cidr", "ports", "state"}, what, problems);
   } else {
-    check_keys(entry, {"host", "cidr", "ports", "paths", "methods", "inspect", "state"}, what, problems);
+    check_keys(entry, {"host", "cidr", "ports", "paths", "methods", "inspect", "allow_no_sni", "raw_tcp", "state"},
+               what, problems);
   }
   Rule rule;
   rule.where = where(problems, line);
@@ -187,14 +201,9 @@ std::optional<Rule> parse_entry_map(const YAML::Node& entry, ListKind kind, int 
       if (parsed) rule.methods = std::move(*parsed);
       ok = parsed.has_value() && ok;
     }
-    if (const YAML::Node inspect = child(entry, "inspect"); inspect.IsDefined()) {
-      bool value = false;
-      if (!YAML::convert<bool>::decode(inspect, value)) {
-        problems.add(line_of(inspect, line), "inspect must be true or false");
-        ok = false;
-      }
-      rule.inspect = value;
-    }
+    ok = read_flag(entry, "inspect", line, rule.inspect, problems) && ok;
+    ok = read_flag(entry, "allow_no_sni", line, rule.allow_no_sni, problems) && ok;
+    ok = read_flag(entry, "raw_tcp", line, rule.raw_tcp, problems) && ok;
   }
   if (const YAML::Node state = child(entry, "state"); state.IsDefined()) {
     std::string text = state.IsScalar() ? state.Scalar() : std::string();

@@ -45,6 +45,17 @@ void Attempt::set_target(const RequestTarget& target) {
   event_.path = target.path;
 }
 
+void Attempt::set_alpn(const std::vector<std::string>& protocols) {
+  // As offered, comma-separated (RFC 7301 names are opaque bytes; a comma
+  // inside one is the client's own ambiguity, and the row keeps it).
+  std::string joined;
+  for (const auto& protocol : protocols) {
+    if (!joined.empty()) joined += ',';
+    joined += protocol;
+  }
+  event_.alpn = std::move(joined);
+}
+
 void Attempt::set_decision(const policy::Decision& decision) {
   event_.decision = std::string(policy::to_string(decision.verdict));
   event_.reason = std::string(policy::to_string(decision.reason));
@@ -166,6 +177,7 @@ std::string Attempt::log_line(const Outcome& outcome, config::LogFormat format) 
   field("port", event_.port ? std::to_string(*event_.port) : "", true);
   field("path", event_.path);
   field("sni", event_.sni);
+  field("alpn", event_.alpn);
   field("decision", event_.decision);
   field("reason", event_.reason);
   field("rule", event_.rule);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "egress/audit/event.h"
 #include "egress/config/config.h"
@@ -40,6 +41,8 @@ class Attempt {
   void set_failure(policy::Reason reason, std::string detail);
   void set_upstream(std::string addr) { event_.upstream_addr = std::move(addr); }
   void set_sni(std::string sni) { event_.sni = std::move(sni); }
+  /// The ALPN protocols the ClientHello offered, in order.
+  void set_alpn(const std::vector<std::string>& protocols);
   /// The policy's deny_message for this worker, shown in a policy refusal.
   void set_deny_message(std::string text) { deny_message_ = std::move(text); }
   const std::string& deny_message() const { return deny_message_; }

@@ -31,8 +31,20 @@ namespace {
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
+ClientKey client_key(const tcp::socket& socket) {
+  beast::error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec) return ClientKey{};  // all zeros: peers already gone share one count
+  const auto address = remote.address();
+  return address.is_v4() ? asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes()
+                         : address.to_v6().to_bytes();
+}
+
 asio::awaitable<void> run_session(tcp::socket socket, Worker& worker) {
-  Session session(worker, std::move(socket));
+  // Admitted here, on the accepting thread; the ticket lives as long as
+  // the session, whichever thread's counters it touches.
+  auto admission = worker.shared.connections.admit(client_key(socket));
+  Session session(worker, std::move(socket), std::move(admission));
   co_await session.run();
 }
 

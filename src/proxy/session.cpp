@@ -52,10 +52,21 @@ bool expects_continue(const http::request_header<>& head) {
   return beast::iequals(expect, "100-continue");
 }
 
+/// Closes the upstream with a reset rather than a FIN, so the upstream
+/// cannot take a cut-off request body for a complete one.
+void abort_connection(beast::tcp_stream& stream) {
+  beast::error_code ignored;
+  stream.socket().set_option(asio::socket_base::linger(true, 0), ignored);
+  stream.socket().close(ignored);
+}
+
 }  // namespace
 
-Session::Session(Worker& worker, tcp::socket socket)
-    : worker_(worker), client_(std::move(socket)) {
+Session::Session(Worker& worker, tcp::socket socket, ConnectionLimiter::Admission admission)
+    : worker_(worker),
+      ticket_(std::move(admission.ticket)),
+      limit_refusal_(admission.refusal),
+      client_(std::move(socket)) {
   beast::error_code ec;
   const auto remote = client_.socket().remote_endpoint(ec);
   client_addr_ = ec ? "unknown" : endpoint_text(remote);
@@ -93,18 +104,15 @@ void Session::record_close(const Attempt& attempt, const Attempt::Outcome& outco
 }
 
 asio::awaitable<void> Session::run() {
-  const auto& limits = worker_.shared.config.limits;
+  if (!ticket_) {
+    co_await refuse_connection();
+    co_return;
+  }
   bool first = true;
   for (;;) {
     RequestParser parser;
-    parser.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
-    parser.body_limit(boost::none);
-    client_.expires_after(first ? limits.header_timeout : limits.idle_timeout);
-    auto [ec, n] = co_await http::async_read_header(client_, client_buffer_, parser, use_nothrow);
-    if (ec) {
-      co_await refuse_unreadable(ec);
-      co_return;
-    }
+    const bool have_request = co_await read_request(parser, first);
+    if (!have_request) co_return;
     first = false;
     if (parser.get().method() == http::verb::connect) {
       co_await serve_connect(parser);
@@ -113,48 +121,6 @@ asio::awaitable<void> Session::run() {
     const bool keep_alive = co_await serve_request(parser);
     if (!keep_alive) co_return;
   }
-}
-
-asio::awaitable<void> Session::refuse_unreadable(beast::error_code ec) {
-  // A connection closed or idle between requests is normal; only a request
-  // that started and could not be read is an attempt worth an answer.
-  const bool started = client_buffer_.size() > 0;
-  if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
-      ec == asio::error::connection_reset || !started) {
-    co_return;
-  }
-  const auto snapshot = worker_.shared.policy.load();
-  Attempt attempt = new_attempt(snapshot->mode());
-  attempt.set_kind(policy::RequestKind::Http);
-  if (ec == beast::error::timeout) {
-    // tcp_stream closes the socket when its deadline passes, so there is
-    // no 408 to send; the attempt is still logged.
-    attempt.set_refusal(Reason::ClientTimeout,
-                        "the request head did not arrive within " +
-                            std::to_string(worker_.shared.config.limits.header_timeout.count()) + " ms");
-    worker_.shared.audit.record(attempt.decision_event());
-    record_close(attempt, {0, 0, 0, attempt.error_text()});
-    co_return;
-  }
-  int status = 400;
-  if (ec == http::error::header_limit) {
-    status = 431;
-    attempt.set_refusal(Reason::HeaderTooLarge,
-                        "the request head is over " + std::to_string(worker_.shared.config.limits.header_bytes) +
-                            " bytes");
-  } else {
-    attempt.set_refusal(Reason::BadRequest, "malformed request: " + ec.message());
-  }
-  worker_.shared.audit.record(attempt.decision_event());
-  co_await refuse(attempt, status, 11, false);
-}
-
-asio::awaitable<bool> Session::refuse(Attempt& attempt, int status, unsigned version, bool keep_alive) {
-  auto response = refusal_response(status, attempt, version, keep_alive);
-  client_.expires_after(worker_.shared.config.limits.idle_timeout);
-  auto [ec, n] = co_await http::async_write(client_, response, use_nothrow);
-  record_close(attempt, {status, 0, n, ec ? "writing the refusal: " + ec.message() : attempt.error_text()});
-  co_return keep_alive && !ec;
 }
 
 asio::awaitable<Session::Admission> Session::decide(const policy::Policy& policy, Attempt& attempt,
@@ -184,7 +150,8 @@ asio::awaitable<bool> Session::commit_decision(Attempt& attempt) {
   co_return false;
 }
 
-asio::awaitable<bool> Session::check_client_hello(Attempt& attempt, const RequestTarget& target) {
+asio::awaitable<bool> Session::check_client_hello(Attempt& attempt, const RequestTarget& target,
+                                                  const policy::Decision& decision) {
   const auto refuse_tunnel = [&](Reason reason, std::string detail) {
     policy::Decision refused;
     refused.verdict = policy::Verdict::Deny;
@@ -201,7 +168,11 @@ asio::awaitable<bool> Session::check_client_hello(Attempt& attempt, const Reques
     switch (parsed.status) {
       case HelloStatus::Complete: {
         attempt.set_sni(parsed.hello.sni);
-        if (parsed.hello.sni.empty()) co_return refuse_tunnel(Reason::SniMissing, "the ClientHello has no server name");
+        attempt.set_alpn(parsed.hello.alpn);
+        if (parsed.hello.sni.empty()) {
+          if (decision.allow_no_sni) co_return true;
+          co_return refuse_tunnel(Reason::SniMissing, "the ClientHello has no server name");
+        }
         const auto sni = policy::normalize_host(parsed.hello.sni);
         if (!sni.host || sni.host->host != target.target.host.host) {
           co_return refuse_tunnel(Reason::SniMismatch, "SNI '" + parsed.hello.sni + "' but CONNECT " +
@@ -210,6 +181,11 @@ asio::awaitable<bool> Session::check_client_hello(Attempt& attempt, const Reques
         co_return true;
       }
       case HelloStatus::NotTls:
+        // raw_tcp admits a protocol that is not TLS at all (SSH to a git
+        // host); a hello that is TLS but broken stays refused, since a
+        // lenient server might read a name from it that was never checked.
+        if (decision.raw_tcp) co_return true;
+        co_return refuse_tunnel(Reason::NotTls, parsed.error);
       case HelloStatus::Malformed:
         co_return refuse_tunnel(Reason::NotTls, parsed.error);
       case HelloStatus::NeedMore:
@@ -266,10 +242,14 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
     attempt.set_raw_target(std::string(request.target()));
     attempt.set_refusal(parsed.reason, parsed.error);
     worker_.shared.audit.record(attempt.decision_event());
-    co_return co_await refuse(attempt, parsed.status, version, client_keep_alive && parser.is_done());
+    // A target that cannot be parsed (userinfo, a bad host) is malformed
+    // input like a bad head: close rather than read on from there.
+    co_return co_await refuse(attempt, parsed.status, version, false);
   }
   const RequestTarget& target = *parsed.request;
   attempt.set_target(target);
+  const bool body_refused = co_await refuse_large_body(parser, attempt);
+  if (body_refused) co_return false;
   if (!identify_worker(*snapshot, request, attempt)) {
     co_return co_await refuse(attempt, 407, version, client_keep_alive && parser.is_done());
   }
@@ -294,7 +274,15 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
                                      limits.upstream_timeout);
   outcome.bytes_up = sent.bytes_written;
   if (sent.failed != RelayResult::Failed::Nothing) {
+    abort_connection(upstream_->stream);
     upstream_.reset();
+    if (sent.failed == RelayResult::Failed::Reading && sent.ec == http::error::body_limit) {
+      attempt.set_failure(Reason::BodyTooLarge,
+                          "the chunked request body went over " +
+                              std::to_string(limits.max_body_bytes) +
+                              " bytes (limits.max_body_bytes); the upstream connection was aborted");
+      co_return co_await refuse(attempt, 413, version, false);
+    }
     if (sent.failed == RelayResult::Failed::Reading) {
       outcome.error = "reading the request body: " + sent.ec.message();
       record_close(attempt, outcome);
@@ -394,7 +382,7 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
     co_return;
   }
   outcome.bytes_down = n;
-  const bool hello_ok = co_await check_client_hello(attempt, target);
+  const bool hello_ok = co_await check_client_hello(attempt, target, admission.evaluation.decision);
   if (!hello_ok) {
     worker_.shared.audit.record(attempt.decision_event());
     outcome.error = attempt.error_text();

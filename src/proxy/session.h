@@ -10,6 +10,18 @@
 //            (TCP only, no payload) → 200 → read the ClientHello, check its
 //            SNI (invariant 4) → commit the decision event → relay → close.
 //
+// Admission: a connection over limits.max_connections (or the client's
+// max_connections_per_client) gets 503 and is closed before anything is
+// read.
+//
+// Reading a head: between requests the connection may sit idle for
+// limits.idle_timeout; from a head's first byte (or from accept, for the
+// first request) the whole head must arrive within limits.header_timeout,
+// on every request of a kept-alive connection (slowloris). The raw head is
+// checked strictly (request_head.h) before Beast parses it; a head that
+// fails is refused and the connection closed, never resynchronised, since
+// the bytes after it may be a smuggled request.
+//
 // States: Idle (waiting for a head; idle/header timeout) → Deciding →
 // Forwarding | Tunnelling → Idle or Closed. A refusal answers and returns
 // to Idle only when the request had no unread body; otherwise Closed.
@@ -27,6 +39,8 @@
 
 #include "egress/proxy/evaluate.h"
 #include "proxy/attempt.h"
+#include "proxy/connection_limits.h"
+#include "proxy/request_head.h"
 #include "proxy/worker.h"
 
 namespace egress::proxy {
@@ -36,7 +50,9 @@ namespace http = beast::http;
 
 class Session {
  public:
-  Session(Worker& worker, boost::asio::ip::tcp::socket socket);
+  /// `admission` holds the connection's place under the connection limits,
+  /// or why it has none (run() then answers 503 and closes).
+  Session(Worker& worker, boost::asio::ip::tcp::socket socket, ConnectionLimiter::Admission admission);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -65,6 +81,20 @@ class Session {
     int refusal_status = 403;
   };
 
+  /// Reads the next request head into `parser`; false when the connection
+  /// ends (closed, idle, or the head was refused: already answered).
+  boost::asio::awaitable<bool> read_request(RequestParser& parser, bool first);
+  /// Reads until client_buffer_ holds a whole head (see the deadlines above).
+  boost::asio::awaitable<beast::error_code> read_head(bool first);
+  boost::asio::awaitable<void> refuse_head(const HeadProblem& problem);
+  boost::asio::awaitable<void> refuse_connection();
+  /// Body over limits.max_body_bytes: answered before anything goes
+  /// upstream when Content-Length announces it; true when refused.
+  boost::asio::awaitable<bool> refuse_large_body(RequestParser& parser, Attempt& attempt);
+  /// After a final answer: stop sending, then read (and drop) what the
+  /// worker still sends for a moment, so closing does not reset the
+  /// connection before the worker has read the answer.
+  boost::asio::awaitable<void> linger_close();
   boost::asio::awaitable<bool> serve_request(RequestParser& parser);
   boost::asio::awaitable<void> serve_connect(RequestParser& parser);
   boost::asio::awaitable<void> refuse_unreadable(beast::error_code ec);
@@ -77,7 +107,10 @@ class Session {
   /// Reads the worker's TLS ClientHello into client_buffer_ (it is relayed
   /// later) and checks its SNI against the CONNECT target; on a refusal
   /// sets the attempt's decision and returns false.
-  boost::asio::awaitable<bool> check_client_hello(Attempt& attempt, const RequestTarget& target);
+  /// The decision's rule options apply: allow_no_sni admits a hello
+  /// without SNI, raw_tcp first bytes that are not TLS at all.
+  boost::asio::awaitable<bool> check_client_hello(Attempt& attempt, const RequestTarget& target,
+                                                  const policy::Decision& decision);
   /// Sets the attempt's role from the request's credentials or source;
   /// false when a presented token matches no role (the caller answers 407).
   bool identify_worker(const policy::Policy& policy, const http::request_header<>& request, Attempt& attempt);
@@ -92,6 +125,8 @@ class Session {
   void record_close(const Attempt& attempt, const Attempt::Outcome& outcome);
 
   Worker& worker_;
+  std::optional<ConnectionLimiter::Ticket> ticket_;  // empty: over a connection limit
+  policy::Reason limit_refusal_;
   beast::tcp_stream client_;
   beast::flat_buffer client_buffer_;
   std::string client_addr_;

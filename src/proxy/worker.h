@@ -18,18 +18,24 @@
 #include "egress/config/config.h"
 #include "egress/dns/resolver.h"
 #include "egress/policy/policy.h"
+#include "proxy/connection_limits.h"
 
 namespace egress::proxy {
 
 struct Shared {
   Shared(const config::ServeConfig& config, policy::PolicySnapshot policy, audit::AuditStore& audit)
-      : config(config), policy(std::move(policy)), audit(audit) {}
+      : config(config),
+        policy(std::move(policy)),
+        audit(audit),
+        connections(config.limits.max_connections, config.limits.max_connections_per_client) {}
 
   const config::ServeConfig& config;
   /// Swapped whole on reload (invariant 5); each request loads it once.
   std::atomic<policy::PolicySnapshot> policy;
   audit::AuditStore& audit;
   std::atomic<int> active_sessions{0};
+  /// limits.max_connections and max_connections_per_client, over all threads.
+  ConnectionLimiter connections;
   std::atomic<std::uint64_t> policy_reloads{0};
   std::atomic<std::uint64_t> policy_reload_failures{0};
 };

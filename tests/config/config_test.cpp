@@ -119,6 +119,11 @@ limits:
   connect_timeout: 1500ms
   upstream_timeout: 90s
   shutdown_grace: 20s
+  max_target_length: 4096
+  max_header_count: 50
+  max_body_bytes: 1048576
+  max_connections: 1000
+  max_connections_per_client: 20
 )");
   const auto config = load_config_file(file.path());
   CHECK(config.listen == "[::1]:8080");
@@ -146,6 +151,20 @@ limits:
   CHECK(config.limits.connect_timeout == 1500ms);
   CHECK(config.limits.upstream_timeout == 90s);
   CHECK(config.limits.shutdown_grace == 20s);
+  CHECK(config.limits.max_target_length == 4096);
+  CHECK(config.limits.max_header_count == 50);
+  CHECK(config.limits.max_body_bytes == 1048576);
+  CHECK(config.limits.max_connections == 1000);
+  CHECK(config.limits.max_connections_per_client == 20);
+}
+
+TEST_CASE("The hardening limits default to safe values", "[config]") {
+  const Limits limits;
+  CHECK(limits.max_target_length == 8192);
+  CHECK(limits.max_header_count == 100);
+  CHECK(limits.max_body_bytes == 0);  // unlimited
+  CHECK(limits.max_connections == 4096);
+  CHECK(limits.max_connections_per_client == 256);
 }
 
 TEST_CASE("Each mode and audit_sync spelling is accepted", "[config]") {
@@ -211,6 +230,10 @@ TEST_CASE("A bad configuration names the file, the line and what to change", "[c
       {"dns not a map", "dns: 8.8.8.8\n", 1, {"dns must be a map"}},
       {"dns given a list", "dns:\n  - 8.8.8.8\n", 2, {"dns must be a map"}},
       {"limits not a map", "limits: fast\n", 1, {"limits must be a map"}},
+      {"zero connections", "limits:\n  max_connections: 0\n", 2, {"limits.max_connections must be at least 1"}},
+      {"zero headers", "limits:\n  max_header_count: 0\n", 2, {"limits.max_header_count must be at least 1"}},
+      {"per-client limit not a number", "limits:\n  max_connections_per_client: many\n", 2,
+       {"limits.max_connections_per_client must be a whole number"}},
       {"YAML syntax error", "listen: 127.0.0.1:3128\ndns:\n  servers: [1.1.1.1\n", 4, {"YAML syntax error"}},
       {"tab indentation", "dns:\n  timeout: 1s\n\tservers: []\n", 3, {"YAML syntax error"}},
       {"root is a list", "- listen\n", 1, {"the configuration must be a YAML map of settings"}},

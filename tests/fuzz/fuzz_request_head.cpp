@@ -1,5 +1,9 @@
 // Fuzzes the request-head path of a session: arbitrary bytes go through the
-// same Beast parser the proxy uses (same header limit), and the request
+// strict raw-head check (request_head.h) and, as Session does only when
+// that check passes, the same Beast parser the proxy uses (same header
+// limit). A head the check passes must leave no framing ambiguity in what
+// Beast parsed: not both Content-Length and Transfer-Encoding, at most one
+// of each, Transfer-Encoding exactly chunked. Then the request
 // target of every head it accepts goes through parse_absolute_target() or
 // parse_connect_target(), as Session does. A target that parses must be safe
 // to act on: a canonical host (normalising it again changes nothing), a real
@@ -7,6 +11,7 @@
 // line without splitting it (no spaces, no control bytes).
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <string_view>
 
 #include <boost/beast/core/error.hpp>
@@ -17,6 +22,7 @@
 #include "egress/policy/target.h"
 #include "egress/proxy/evaluate.h"
 #include "fuzz_check.h"
+#include "proxy/request_head.h"
 
 namespace http = boost::beast::http;
 using namespace egress;
@@ -29,6 +35,21 @@ bool splits_request_line(std::string_view text) {
     if (byte <= 0x20 || byte == 0x7f) return true;
   }
   return false;
+}
+
+void check_framing(const http::request_header<>& head) {
+  const auto count = [&head](http::field f) {
+    const auto [first, last] = head.equal_range(f);
+    return std::distance(first, last);
+  };
+  const auto lengths = count(http::field::content_length);
+  const auto encodings = count(http::field::transfer_encoding);
+  FUZZ_CHECK(lengths <= 1 && encodings <= 1, "each framing header at most once");
+  FUZZ_CHECK(lengths == 0 || encodings == 0, "never Content-Length and Transfer-Encoding together");
+  if (encodings == 1) {
+    FUZZ_CHECK(boost::beast::iequals(head[http::field::transfer_encoding], "chunked"),
+               "Transfer-Encoding is exactly chunked");
+  }
 }
 
 void check_target(const proxy::ParsedTarget& parsed) {
@@ -54,7 +75,18 @@ void check_target(const proxy::ParsedTarget& parsed) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::uint32_t header_limit = static_cast<std::uint32_t>(config::Limits{}.header_bytes);
+  static const config::Limits limits;
+  static const std::uint32_t header_limit = static_cast<std::uint32_t>(limits.header_bytes);
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  const auto end = proxy::find_head_end(bytes);
+  if (end == std::string_view::npos) return 0;
+  const auto problem =
+      proxy::check_request_head(bytes.substr(0, end), {limits.max_target_length, limits.max_header_count});
+  if (problem) {
+    FUZZ_CHECK(problem->status >= 400 && problem->status < 600 && !problem->detail.empty(),
+               "a refused head has an error status and a detail");
+    return 0;
+  }
   http::request_parser<http::empty_body> parser;
   parser.header_limit(header_limit);
   boost::beast::error_code ec;
@@ -71,6 +103,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!parser.is_header_done()) return 0;
 
   const auto& head = parser.get();
+  check_framing(head);
   std::string_view target = head.target();
   if (head.method() == http::verb::connect) {
     check_target(proxy::parse_connect_target(target));

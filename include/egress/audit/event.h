@@ -26,6 +26,7 @@ struct Event {
   std::optional<int> port;
   std::string path;
   std::string sni;
+  std::string alpn;  // ALPN protocols the TLS ClientHello offered, comma-separated, as offered
   std::string decision;  // allow | deny | report
   std::string rule;      // "FILE:LINE", "mode:developer", "default", ""
   std::string reason;    // reason code (policy/reason.h)

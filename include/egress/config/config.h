@@ -28,6 +28,11 @@ struct Limits {
   milliseconds connect_timeout{10'000};              // upstream TCP connect
   milliseconds upstream_timeout{60'000};             // upstream response head, and each read/write
   milliseconds shutdown_grace{10'000};               // SIGTERM: in-flight work may finish
+  std::size_t max_target_length = 8192;              // request target bytes; over → 414
+  std::size_t max_header_count = 100;                // header fields per request; over → 431
+  std::uint64_t max_body_bytes = 0;                  // forwarded request body; over → 413; 0 = unlimited
+  std::size_t max_connections = 4096;                // open worker connections, all threads; over → 503
+  std::size_t max_connections_per_client = 256;      // open connections per client IP; over → 503
 };
 
 struct DnsConfig {

@@ -94,6 +94,10 @@ struct Decision {
   bool inspect = false;
   /// The matched rule is internal: non-public addresses are acceptable.
   bool internal = false;
+  /// The matched rule's tunnel options (see Rule): a CONNECT tunnel may
+  /// open without SNI, or carry a protocol that is not TLS.
+  bool allow_no_sni = false;
+  bool raw_tcp = false;
   /// The final verdict depends on the addresses the name resolves to: the
   /// caller must resolve and call Policy::check_addresses(). False for IP
   /// literals (decide() checked the literal) and for final denials.
@@ -133,6 +137,14 @@ struct Rule {
   std::vector<std::string> methods;  // upper-case HTTP methods; empty = any method
   RuleState state = RuleState::Enforce;
   bool inspect = false;
+  /// CONNECT tunnels to this rule's targets may send a TLS ClientHello
+  /// without SNI (otherwise refused: sni-missing). A hello with SNI must
+  /// still name the CONNECT host.
+  bool allow_no_sni = false;
+  /// CONNECT tunnels to this rule's targets may carry a protocol that is
+  /// not TLS, e.g. SSH to a git host on port 22 (otherwise refused:
+  /// not-tls). A TLS hello is still checked.
+  bool raw_tcp = false;
   std::string where;  // "FILE:LINE"
   int line = 0;       // the LINE of `where`
 };

@@ -34,6 +34,15 @@ namespace egress::policy {
   X(OriginForm, "origin-form")             /* not a proxy request */              \
   X(BadRequest, "bad-request")                                                    \
   X(HeaderTooLarge, "header-too-large")                                           \
+  X(AmbiguousFraming, "ambiguous-framing") /* CL+TE, duplicate CL, TE not chunked */ \
+  X(InvalidHeader, "invalid-header")       /* obs-fold, bad name, control char */ \
+  X(InvalidTarget, "invalid-target")       /* control, space or 8-bit in target */ \
+  X(TargetTooLong, "target-too-long")      /* over limits.max_target_length */    \
+  X(TooManyHeaders, "too-many-headers")    /* over limits.max_header_count */     \
+  X(BodyTooLarge, "body-too-large")        /* over limits.max_body_bytes */       \
+  X(UnsupportedVersion, "unsupported-version") /* not HTTP/1.0 or 1.1 (HTTP/2 preface) */ \
+  X(ConnectionLimit, "connection-limit")   /* over limits.max_connections */      \
+  X(ClientConnectionLimit, "client-connection-limit") /* over max_connections_per_client */ \
   X(ClientTimeout, "client-timeout")       /* request head not sent in time */    \
   X(DnsNxdomain, "dns-nxdomain")                                                  \
   X(DnsFailure, "dns-failure")                                                    \
