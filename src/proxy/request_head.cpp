@@ -67,8 +67,12 @@ std::optional<HeadProblem> check_request_line(const Line& line, const HeadLimits
   if (!line.crlf) return problem(400, Reason::BadRequest, "the request line does not end in CRLF");
   const auto first_space = line.text.find(' ');
   const auto last_space = line.text.rfind(' ');
-  if (first_space == std::string_view::npos || first_space == last_space) {
+  if (first_space == std::string_view::npos) {
     return problem(400, Reason::BadRequest, "the request line is not 'METHOD TARGET HTTP/1.1'");
+  }
+  if (first_space == last_space) {  // "GET /path": HTTP/0.9's request line has no version
+    return problem(505, Reason::UnsupportedVersion,
+                   "the request line has no HTTP version (HTTP/0.9); egress speaks HTTP/1.0 and HTTP/1.1");
   }
   out.method = line.text.substr(0, first_space);
   out.target = line.text.substr(first_space + 1, last_space - first_space - 1);

@@ -32,9 +32,11 @@ def raw_request(address, head):
 def traffic(egress, upstream_port):
     harness.curl(egress.proxy, "http://allowed.test:%d/ok" % upstream_port)
     harness.curl(egress.proxy, "http://denied.test:%d/no" % upstream_port)
-    # A target with a quote, a backslash and a byte that is not UTF-8: refused
-    # as malformed, and logged with the raw target as its host.
-    raw_request(egress.address, b'GET http://allowed.test:%d/q"\\\xff HTTP/1.1\r\nHost: x\r\n\r\n' % upstream_port)
+    # A target with a quote and a backslash: refused as malformed, and logged
+    # with the raw target as its host. (Bytes that are not UTF-8 never get
+    # that far: they are refused as invalid-target before the URL is parsed;
+    # tests/proxy/attempt_test.cpp covers them in both formats.)
+    raw_request(egress.address, b'GET http://allowed.test:%d/q"\\ HTTP/1.1\r\nHost: x\r\n\r\n' % upstream_port)
 
 
 def run(workdir, results):
@@ -75,7 +77,7 @@ def run(workdir, results):
                                   "log %r, audit %r" % (line.get(field), row[field]))
         results.check("json: status and port are numbers",
                       all(isinstance(line["status"], int) and isinstance(line.get("port", 0), int) for line in requests))
-        hostile = [line for line in requests if line.get("host", "").endswith('/q"\\\ufffd')]
+        hostile = [line for line in requests if line.get("host", "").endswith('/q"\\')]
         results.check("json: a hostile target stays one valid field", len(hostile) == 1, str(requests))
         results.check("json: the denied request says why",
                       any(line.get("reason") == "not-allowed" and line.get("status") == 403 for line in requests))
@@ -97,7 +99,7 @@ def run(workdir, results):
                     if any(c in str(row[field]) for c in '" \\\ufffd'):
                         continue  # quoted and escaped: checked below
                     results.check("text: %s=%s" % (field, row[field]), " %s=%s" % (field, row[field]) in line, line)
-        hostile = [line for line in text_requests if '/q\\"\\\\\\xff" ' in line]
+        hostile = [line for line in text_requests if '/q\\"\\\\" ' in line]
         results.check("text: a hostile target is quoted and escaped on one line", len(hostile) == 1, str(text_requests))
     finally:
         upstream.close()
