@@ -50,9 +50,21 @@ class ChildProcess {
       pid_ = -1;
       throw std::runtime_error("test: cannot start " + argv[0]);
     }
-    ready_line_ = read_until(ready_marker, wait);
+    try {
+      ready_line_ = read_until(ready_marker, wait);
+    } catch (...) {
+      stop();  // a server that failed to start is not left behind
+      throw;
+    }
   }
-  ~ChildProcess() {
+  ~ChildProcess() { stop(); }
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  const std::string& ready_line() const { return ready_line_; }
+
+ private:
+  void stop() {
     if (pid_ > 0) {
       kill(pid_, SIGTERM);
       int status = 0;
@@ -67,13 +79,10 @@ class ChildProcess {
       }
     }
     if (out_ >= 0) close(out_);
+    pid_ = -1;
+    out_ = -1;
   }
-  ChildProcess(const ChildProcess&) = delete;
-  ChildProcess& operator=(const ChildProcess&) = delete;
 
-  const std::string& ready_line() const { return ready_line_; }
-
- private:
   std::string read_until(const std::string& marker, std::chrono::milliseconds wait) {
     const auto deadline = std::chrono::steady_clock::now() + wait;
     std::string seen;
@@ -164,19 +173,30 @@ inline int free_udp_port() {
 /// dnsmasq answering only from --host-record/--address flags, on loopback.
 class Dnsmasq {
  public:
-  explicit Dnsmasq(const std::vector<std::string>& records) : port_(free_udp_port()) {
-    std::vector<std::string> argv{"/usr/sbin/dnsmasq", "--keep-in-foreground",
-                                  "--port=" + std::to_string(port_), "--listen-address=127.0.0.1",
-                                  "--bind-interfaces", "--no-resolv", "--no-hosts",
-                                  "--conf-file=/dev/null", "--pid-file=", "--log-facility=-",
-                                  "--local=/test/", "--local-ttl=1"};
-    argv.insert(argv.end(), records.begin(), records.end());
-    process_ = std::make_unique<ChildProcess>(argv, "started");
+  explicit Dnsmasq(const std::vector<std::string>& records) {
+    // dnsmasq binds TCP as well as UDP on its port, and the UDP port found
+    // free may be taken on TCP (or by then on UDP) by another test running
+    // in parallel: a few fresh ports before giving up.
+    for (int attempt = 1;; ++attempt) {
+      port_ = free_udp_port();
+      std::vector<std::string> argv{"/usr/sbin/dnsmasq", "--keep-in-foreground",
+                                    "--port=" + std::to_string(port_), "--listen-address=127.0.0.1",
+                                    "--bind-interfaces", "--no-resolv", "--no-hosts",
+                                    "--conf-file=/dev/null", "--pid-file=", "--log-facility=-",
+                                    "--local=/test/", "--local-ttl=1"};
+      argv.insert(argv.end(), records.begin(), records.end());
+      try {
+        process_ = std::make_unique<ChildProcess>(argv, "started");
+        return;
+      } catch (const std::runtime_error& e) {
+        if (attempt == 5 || std::string(e.what()).find("Address already in use") == std::string::npos) throw;
+      }
+    }
   }
   std::string server() const { return "127.0.0.1:" + std::to_string(port_); }
 
  private:
-  int port_;
+  int port_ = 0;
   std::unique_ptr<ChildProcess> process_;
 };
 
