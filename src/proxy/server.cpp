@@ -183,10 +183,12 @@ class Control {
   }
 
   asio::awaitable<void> drain() {
+    shared_.draining.store(true);
     for (auto& worker : workers_) {
       asio::post(worker->ioc, [&worker] {
         beast::error_code ignored;
         worker->acceptor->close(ignored);
+        for (auto* session : worker->sessions) session->close_if_idle();
       });
     }
     co_await wait_for_sessions(shared_.config.limits.shutdown_grace);

@@ -80,6 +80,12 @@ Session::~Session() {
   --worker_.shared.active_sessions;
 }
 
+void Session::close_if_idle() {
+  if (!awaiting_request_) return;
+  beast::error_code ignored;
+  client_.socket().close(ignored);
+}
+
 void Session::abort() {
   beast::error_code ignored;
   client_.socket().close(ignored);
@@ -235,7 +241,7 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
   attempt.set_kind(policy::RequestKind::Http);
   attempt.set_method(std::string(request.method_string()));
   const unsigned version = request.version();
-  const bool client_keep_alive = request.keep_alive();
+  const bool client_keep_alive = request.keep_alive() && !worker_.shared.draining.load(std::memory_order_relaxed);
 
   auto parsed = parse_absolute_target(request.target());
   if (!parsed.request) {
@@ -315,7 +321,10 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
 
   auto& head = response->get();
   const bool self_delimited = response->is_done() || response->chunked() || response->content_length().has_value();
-  const bool keep_alive = client_keep_alive && self_delimited;
+  // Checked again here: a drain that began while this request was upstream
+  // closes the connection after this response.
+  const bool keep_alive =
+      client_keep_alive && self_delimited && !worker_.shared.draining.load(std::memory_order_relaxed);
   const bool upstream_reusable = head.keep_alive() && self_delimited;
   outcome.status = head.result_int();
   prepare_client_response(head, version, keep_alive);

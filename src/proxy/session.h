@@ -63,6 +63,11 @@ class Session {
   /// operations fail and the session unwinds, writing its close event.
   void abort();
 
+  /// Closes the connection if it is waiting for a request to start (drain:
+  /// a kept-alive connection must not hold shutdown for its idle timeout).
+  /// A request already arriving or in hand is left to finish.
+  void close_if_idle();
+
  private:
   using RequestParser = http::request_parser<http::buffer_body>;
 
@@ -125,7 +130,8 @@ class Session {
   void record_close(const Attempt& attempt, const Attempt::Outcome& outcome);
 
   Worker& worker_;
-  std::optional<ConnectionLimiter::Ticket> ticket_;  // empty: over a connection limit
+  std::optional<ConnectionLimiter::Ticket> ticket_;
+  bool awaiting_request_ = false;  // waiting for the first byte of a request head  // empty: over a connection limit
   policy::Reason limit_refusal_;
   beast::tcp_stream client_;
   beast::flat_buffer client_buffer_;

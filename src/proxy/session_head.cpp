@@ -74,16 +74,19 @@ asio::awaitable<bool> Session::read_request(RequestParser& parser, bool first) {
 
 asio::awaitable<beast::error_code> Session::read_head(bool first) {
   const auto& limits = worker_.shared.config.limits;
-  if (!first && client_buffer_.size() == 0) {
-    // Between requests: the next one may take idle_timeout to start.
-    client_.expires_after(limits.idle_timeout);
+  // One deadline for the whole head, not per read: a byte a second must not
+  // keep a connection alive. The first head's deadline counts from accept;
+  // a later one's from its first byte, which may take idle_timeout to come.
+  client_.expires_after(first ? limits.header_timeout : limits.idle_timeout);
+  if (client_buffer_.size() == 0) {
+    if (worker_.shared.draining.load(std::memory_order_relaxed)) co_return asio::error::operation_aborted;
+    awaiting_request_ = true;  // close_if_idle() may end this wait
     auto [ec, n] = co_await client_.async_read_some(client_buffer_.prepare(kHeadReadBytes), use_nothrow);
+    awaiting_request_ = false;
     if (ec) co_return ec;
     client_buffer_.commit(n);
   }
-  // One deadline for the whole head, not per read: a byte a second must
-  // not keep a connection alive.
-  client_.expires_after(limits.header_timeout);
+  if (!first) client_.expires_after(limits.header_timeout);
   std::size_t searched = 0;
   for (;;) {
     const auto bytes = buffered(client_buffer_);

@@ -34,6 +34,9 @@ struct Shared {
   std::atomic<policy::PolicySnapshot> policy;
   audit::AuditStore& audit;
   std::atomic<int> active_sessions{0};
+  /// Set once on SIGTERM/SIGINT: sessions finish the request in hand, answer
+  /// it with `Connection: close`, and read no further request.
+  std::atomic<bool> draining{false};
   /// limits.max_connections and max_connections_per_client, over all threads.
   ConnectionLimiter connections;
   std::atomic<std::uint64_t> policy_reloads{0};

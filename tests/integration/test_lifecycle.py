@@ -299,6 +299,47 @@ def check_reload(workdir, results, up, started):
                   elapsed < 2.0, "%.2f s" % elapsed)
 
 
+# ---- 1b. Idle keep-alive connections do not hold the drain ------------------------
+
+def check_idle_keepalive(workdir, results, up, started):
+    d = os.path.join(workdir, "keepalive")
+    os.makedirs(d)
+    e = Egress(d, POLICY, hosts=HOSTS, extra_config=config("5s"))
+    started.append(e)
+    host, port = proxy_host_port(e)
+    idle = http.client.HTTPConnection(host, port, timeout=10)
+    idle.request("GET", "http://allowed.test:%d/idle-1" % up.port)
+    response = idle.getresponse()
+    response.read()
+    results.check("a kept-alive connection is open and idle before SIGTERM",
+                  response.status == 200 and response.getheader("Connection") != "close")
+    # A slow request in flight at SIGTERM: its response must say Connection: close.
+    busy = http.client.HTTPConnection(host, port, timeout=10)
+    busy.request("GET", "http://allowed.test:%d/slow-drain" % up.port)
+    time.sleep(0.3)
+    t = time.time()
+    e.proc.send_signal(signal.SIGTERM)
+    response = busy.getresponse()
+    response.read()
+    results.check("a response finished during the drain says Connection: close",
+                  response.status == 200 and response.getheader("Connection") == "close",
+                  "%s %s" % (response.status, response.getheader("Connection")))
+    code = e.proc.wait(10)
+    elapsed = time.time() - t
+    results.check("serve exits 0 with an idle kept-alive connection open", code == 0, str(code))
+    results.check("the idle connection does not hold the drain: exit right after the slow response "
+                  "(%.1f s; grace 5 s)" % elapsed, elapsed < 4.0, "%.2f s" % elapsed)
+    try:
+        idle.request("GET", "http://allowed.test:%d/idle-2" % up.port)
+        idle.getresponse()
+        reused = True
+    except (OSError, http.client.HTTPException):
+        reused = False
+    results.check("the idle connection was closed by the drain", not reused)
+    idle.close()
+    busy.close()
+
+
 # ---- 2. SIGTERM under load -------------------------------------------------------
 
 def check_drain_under_load(workdir, results, up, started):
@@ -475,6 +516,7 @@ def run(workdir, results):
     started = []
     try:
         check_reload(workdir, results, up, started)
+        check_idle_keepalive(workdir, results, up, started)
         check_drain_under_load(workdir, results, up, started)
         check_grace_cut(workdir, results, up, started)
     finally:  # a failed check must not leave serve processes behind
