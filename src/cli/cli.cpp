@@ -20,6 +20,7 @@ int run(int argc, char** argv) {
   add_check_command(app, exit_code);
   add_policy_command(app, exit_code);
   add_audit_command(app, exit_code);
+  add_ca_command(app, exit_code);
 
   try {
     app.parse(argc, argv);

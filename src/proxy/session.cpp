@@ -10,6 +10,7 @@
 #include "proxy/client_hello.h"
 #include "proxy/http_rules.h"
 #include "proxy/identity.h"
+#include "proxy/inspect.h"
 #include "proxy/relay.h"
 
 namespace egress::proxy {
@@ -407,7 +408,14 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
     record_close(attempt, outcome);
     co_return;
   }
-  co_await relay_tunnel(outcome);
+  if (admission.evaluation.decision.inspect) {
+    // TLS inspection (inspect.h): the request loop inside logs each request.
+    co_await inspect_tunnel({worker_, client_, client_buffer_, upstream_->stream, upstream_->endpoint, attempt, target,
+                             client_addr_},
+                            outcome);
+  } else {
+    co_await relay_tunnel(outcome);
+  }
   record_close(attempt, outcome);
 }
 
