@@ -370,7 +370,7 @@ ParsedTarget parse_inspected_target(std::string_view request_target, std::string
   return result;
 }
 
-asio::awaitable<void> inspect_tunnel(InspectedTunnel args, Attempt::Outcome& outcome) {
+asio::awaitable<void> inspect_tunnel(const InspectedTunnel& args, Attempt::Outcome& outcome) {
   const auto& inspection = args.worker.shared.inspection;
   const auto& host = args.target.target.host;
   if (!inspection) {

@@ -53,7 +53,7 @@ struct InspectedTunnel {
 /// decision and close events (kind inspected); failures of the tunnel as a
 /// whole are set on `args.tunnel` and in `outcome.error`, which the session
 /// records as the tunnel's close event.
-boost::asio::awaitable<void> inspect_tunnel(InspectedTunnel args, Attempt::Outcome& outcome);
+boost::asio::awaitable<void> inspect_tunnel(const InspectedTunnel& args, Attempt::Outcome& outcome);
 
 /// The target of a request inside an inspected tunnel (pure; tested alone):
 /// origin-form ("/path?q") or absolute-form with https and the tunnel's

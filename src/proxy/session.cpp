@@ -410,9 +410,10 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
   }
   if (admission.evaluation.decision.inspect) {
     // TLS inspection (inspect.h): the request loop inside logs each request.
-    co_await inspect_tunnel({worker_, client_, client_buffer_, upstream_->stream, upstream_->endpoint, attempt, target,
-                             client_addr_},
-                            outcome);
+    // A named local: GCC 12 mis-destroys a braced temporary passed to a coroutine.
+    const InspectedTunnel tunnel{worker_, client_, client_buffer_, upstream_->stream, upstream_->endpoint,
+                                 attempt, target, client_addr_};
+    co_await inspect_tunnel(tunnel, outcome);
   } else {
     co_await relay_tunnel(outcome);
   }
