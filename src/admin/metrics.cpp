@@ -148,6 +148,14 @@ ProbeGuard Metrics::track_tunnel() {
   return ProbeGuard([this] { active_tunnels_.fetch_sub(1, std::memory_order_relaxed); });
 }
 
+void Metrics::count_cert_cache(bool hit) {
+  (hit ? cert_hits_ : cert_misses_).fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::count_tls_handshake_failure(TlsStage stage) {
+  tls_failures_[static_cast<std::size_t>(stage)].fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::count_lookup(const dns::Resolution& resolution, std::chrono::nanoseconds took) {
   constexpr auto relaxed = std::memory_order_relaxed;
   if (resolution.from_cache) {
@@ -290,6 +298,12 @@ void Metrics::write_family(std::string& out, const MetricInfo& info, const Serve
     case MetricId::AuditCommitFailures: sample(out, name, {}, a.stats.commit_failures); break;
     case MetricId::AuditDroppedEvents: sample(out, name, {}, a.stats.dropped_events); break;
     case MetricId::AuditLastCommitDuration: sample(out, name, {}, a.stats.last_commit_ms / 1000.0); break;
+    case MetricId::TlsCertCacheHits: sample(out, name, {}, load(cert_hits_)); break;
+    case MetricId::TlsCertCacheMisses: sample(out, name, {}, load(cert_misses_)); break;
+    case MetricId::TlsHandshakeFailures:
+      sample(out, name, {"stage", "client"}, load(tls_failures_[static_cast<std::size_t>(TlsStage::Client)]));
+      sample(out, name, {"stage", "upstream"}, load(tls_failures_[static_cast<std::size_t>(TlsStage::Upstream)]));
+      break;
     case MetricId::PolicyLoaded:
       sample(out, name, {}, std::uint64_t{serve && serve->policy_loaded ? 1u : 0u});
       break;

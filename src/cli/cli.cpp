@@ -21,6 +21,7 @@ int run(int argc, char** argv) {
   add_policy_command(app, exit_code);
   add_audit_command(app, exit_code);
   add_sandbox_command(app, exit_code);
+  add_ca_command(app, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -15,5 +15,6 @@ void add_check_command(CLI::App& app, int& exit_code);
 void add_policy_command(CLI::App& app, int& exit_code);
 void add_audit_command(CLI::App& app, int& exit_code);
 void add_sandbox_command(CLI::App& app, int& exit_code);
+void add_ca_command(CLI::App& app, int& exit_code);
 
 }  // namespace egress::cli

@@ -16,6 +16,7 @@
 #include "egress/config/config.h"
 #include "egress/policy/policy.h"
 #include "egress/proxy/server.h"
+#include "egress/tls/inspection.h"
 
 namespace egress::cli {
 namespace {
@@ -23,6 +24,7 @@ namespace {
 struct ServeFlags {
   std::string config_file, mode, policy_file, listen, admin_listen, audit_db, audit_stream, retention, log_level,
       log_format;
+  std::string ca_cert, ca_key, upstream_ca;
   unsigned threads = 0;
 };
 
@@ -66,7 +68,47 @@ config::ServeConfig effective_config(const ServeFlags& flags) {
     config.log_format = *format;
   }
   if (flags.threads) config.threads = flags.threads;
+  if (!flags.ca_cert.empty()) config.tls.ca_cert = flags.ca_cert;
+  if (!flags.ca_key.empty()) config.tls.ca_key = flags.ca_key;
+  if (!flags.upstream_ca.empty()) config.tls.upstream_ca = flags.upstream_ca;
+  if (config.tls.ca_cert.empty() != config.tls.ca_key.empty()) {
+    throw config::ConfigError("TLS inspection needs both --ca-cert and --ca-key (or tls.ca_cert and tls.ca_key)");
+  }
   return config;
+}
+
+/// The first rule with `inspect: true` in the policy (global or a role's),
+/// or nullptr.
+const policy::Rule* first_inspect_rule(const policy::PolicyModel& model) {
+  const auto scan = [](const std::vector<policy::Rule>& rules) -> const policy::Rule* {
+    for (const auto& rule : rules) {
+      if (rule.inspect) return &rule;
+    }
+    return nullptr;
+  };
+  for (const auto* rules : {&model.allow, &model.internal}) {
+    if (const auto* rule = scan(*rules)) return rule;
+  }
+  for (const auto& role : model.roles) {
+    for (const auto* rules : {&role.allow, &role.internal}) {
+      if (const auto* rule = scan(*rules)) return rule;
+    }
+  }
+  return nullptr;
+}
+
+/// Without a CA an inspect rule cannot be honoured, and passing its tunnels
+/// through uninspected would skip the path rules the admin asked for: such
+/// a policy is refused (at startup and on reload) like any other bad one.
+void require_ca_for_inspection(const policy::Policy& policy, bool have_ca) {
+  if (have_ca) return;
+  if (const auto* rule = first_inspect_rule(policy.model())) {
+    throw policy::PolicyLoadError({policy::PolicyProblem{
+        policy.source(), rule->line,
+        "inspect: true needs the TLS inspection CA, and serve has none; create one with `egress ca init` and "
+        "start serve with --ca-cert certs/ca.crt --ca-key certs/ca.key (or tls.ca_cert / tls.ca_key in the "
+        "configuration), or remove inspect from the rule"}});
+  }
 }
 
 /// The JSON-lines audit stream (serve --audit-stream): stdout or a file.
@@ -113,9 +155,25 @@ int run_serve(const ServeFlags& flags) {
   }
   setup_logging(config);
 
-  const proxy::PolicyLoader load_policy = [&config] {
-    return config.policy_file.empty() ? policy::default_policy(config.mode)
-                                      : policy::load_policy_file(config.policy_file, config.mode);
+  // The CA is checked before anything else is opened: a key with loose
+  // permissions or a CA that does not load stops serve here, saying why.
+  std::shared_ptr<const tls::Inspection> inspection;
+  if (!config.tls.ca_cert.empty()) {
+    try {
+      inspection = tls::Inspection::load({config.tls.ca_cert, config.tls.ca_key, config.tls.upstream_ca,
+                                          config.tls.cert_cache_size, std::chrono::hours(24)});
+    } catch (const std::exception& e) {
+      std::cerr << "egress serve: TLS inspection: " << e.what() << "\n";
+      return kExitUsage;
+    }
+    spdlog::info("TLS inspection CA {} ({}) loaded", config.tls.ca_cert, inspection->minter().authority().subject());
+  }
+
+  const proxy::PolicyLoader load_policy = [&config, have_ca = inspection != nullptr] {
+    auto loaded = config.policy_file.empty() ? policy::default_policy(config.mode)
+                                             : policy::load_policy_file(config.policy_file, config.mode);
+    require_ca_for_inspection(*loaded, have_ca);
+    return loaded;
   };
   policy::PolicySnapshot first_policy;
   try {
@@ -168,9 +226,9 @@ int run_serve(const ServeFlags& flags) {
   }
 
   try {
-    const int code = proxy::serve(config, load_policy, *store, [&](const std::string& address) {
-      print_banner(config, *first_policy, address);
-    });
+    const int code = proxy::serve(
+        config, load_policy, *store,
+        [&](const std::string& address) { print_banner(config, *first_policy, address); }, inspection);
     admin_server.reset();
     retention.reset();
     store.reset();  // flushes every queued event before exit
@@ -201,6 +259,10 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   serve->add_option("--log-format", flags->log_format,
                     "text | json (default text): json writes one object per line, the request line with the audit "
                     "table's field names");
+  serve->add_option("--ca-cert", flags->ca_cert, "TLS inspection CA certificate (PEM; egress ca init makes one)");
+  serve->add_option("--ca-key", flags->ca_key, "its key (PEM, unencrypted, mode 0600)");
+  serve->add_option("--upstream-ca", flags->upstream_ca,
+                    "extra PEM bundle trusted for inspected upstreams, besides the system store");
   serve->callback([flags, &exit_code] { exit_code = run_serve(*flags); });
 }
 

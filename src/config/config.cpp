@@ -143,9 +143,23 @@ void read_limits(Reader& r, const YAML::Node& node, Limits& limits) {
   }
 }
 
+void read_tls(Reader& r, const YAML::Node& node, TlsConfig& tls) {
+  r.check_keys(node, {"ca_cert", "ca_key", "upstream_ca", "cert_cache_size"}, "tls");
+  if (node["ca_cert"]) tls.ca_cert = r.string(node["ca_cert"], "tls.ca_cert");
+  if (node["ca_key"]) tls.ca_key = r.string(node["ca_key"], "tls.ca_key");
+  if (node["upstream_ca"]) tls.upstream_ca = r.string(node["upstream_ca"], "tls.upstream_ca");
+  if (node["cert_cache_size"]) {
+    tls.cert_cache_size = r.number(node["cert_cache_size"], "tls.cert_cache_size", 1'000'000);
+    if (tls.cert_cache_size == 0) r.problem(node["cert_cache_size"], "tls.cert_cache_size must be at least 1");
+  }
+  if (tls.ca_cert.empty() != tls.ca_key.empty()) {
+    r.problem(node, "tls needs both ca_cert and ca_key (or neither, for no inspection)");
+  }
+}
+
 void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   r.check_keys(root,
-               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "retention", "threads", "dns", "limits", "log_level", "log_format"},
+               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "retention", "threads", "dns", "limits", "tls", "log_level", "log_format"},
                "the configuration");
   if (root["listen"]) {
     config.listen = r.string(root["listen"], "listen");
@@ -183,6 +197,7 @@ void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   };
   if (section(root["dns"], "dns")) read_dns(r, root["dns"], config.dns);
   if (section(root["limits"], "limits")) read_limits(r, root["limits"], config.limits);
+  if (section(root["tls"], "tls")) read_tls(r, root["tls"], config.tls);
   if (root["log_level"]) {
     config.log_level = r.string(root["log_level"], "log_level");
     if (!valid_log_level(config.log_level)) {

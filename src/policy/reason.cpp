@@ -81,6 +81,9 @@ std::string_view explain(Reason reason) {
     case Reason::UnknownToken:
       return "The Proxy-Authorization token matches no role in the policy; check the worker's "
              "token, or ask an admin for one (egress policy hash-token makes the stored form).";
+    case Reason::HostMismatch:
+      return "Inside an inspected tunnel, the request's Host names another host than the tunnel's TLS server "
+             "name; send each host's requests on a connection of its own.";
     case Reason::UnsupportedScheme:
       return "Only http URLs and CONNECT tunnels are proxied; use http:// or https:// "
              "through the proxy.";
@@ -138,6 +141,17 @@ std::string_view explain(Reason reason) {
              "is up.";
     case Reason::UpstreamTimeout:
       return "The destination did not answer in time; retry later.";
+    case Reason::UpstreamCertInvalid:
+      return "The destination's TLS certificate failed verification (expired, wrong name or untrusted issuer), "
+             "so egress did not send the request; fix the server's certificate, or ask an admin to add its CA "
+             "with --upstream-ca.";
+    case Reason::ClientRejectedCertificate:
+      return "The worker refused the certificate egress presents for this inspected host; install the egress "
+             "inspection CA in the worker (egress ca show prints how), or ask an admin to turn inspection off "
+             "for the host.";
+    case Reason::ClientHandshakeFailed:
+      return "The worker's TLS handshake with egress failed (no common protocol or cipher, or the connection "
+             "closed mid-handshake); check the worker's TLS settings.";
     case Reason::AuditUnavailable:
       return "The audit log cannot be written, so egress refuses new connections (fail "
              "closed); an operator must restore the audit store.";

@@ -63,7 +63,7 @@ void prepare_upstream_request(http::request_header<>& head, const RequestTarget&
   remove_hop_by_hop(head);
   head.erase(http::field::expect);
   head.target(target.origin_form);
-  head.set(http::field::host, authority_of(target.target, 80));
+  head.set(http::field::host, authority_of(target.target, target.scheme == "https" ? 443 : 80));
   head.insert(http::field::via, kVia);
   head.version(11);
 }

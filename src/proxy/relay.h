@@ -16,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
@@ -45,11 +46,13 @@ struct RelayResult {
 
 /// Streams the message whose head `parser` has read from `in` to `out`: the
 /// head (as the caller rewrote it in parser.get()) and then the body, chunk
-/// by chunk. `read_timeout` / `write_timeout` bound each operation.
-template <bool isRequest>
-asio::awaitable<RelayResult> relay_message(beast::tcp_stream& in, beast::flat_buffer& in_buffer,
+/// by chunk. `read_timeout` / `write_timeout` bound each operation. The
+/// streams are TCP (beast::tcp_stream) or TLS over it (inspected tunnels);
+/// the deadlines go to the TCP stream underneath either way.
+template <bool isRequest, class InStream, class OutStream>
+asio::awaitable<RelayResult> relay_message(InStream& in, beast::flat_buffer& in_buffer,
                                            http::parser<isRequest, http::buffer_body>& parser,
-                                           beast::tcp_stream& out, std::chrono::milliseconds read_timeout,
+                                           OutStream& out, std::chrono::milliseconds read_timeout,
                                            std::chrono::milliseconds write_timeout) {
   RelayResult result;
   std::array<char, kRelayBufferBytes> buffer;
@@ -59,7 +62,7 @@ asio::awaitable<RelayResult> relay_message(beast::tcp_stream& in, beast::flat_bu
     if (!parser.is_done()) {
       body.data = buffer.data();
       body.size = buffer.size();
-      in.expires_after(read_timeout);
+      beast::get_lowest_layer(in).expires_after(read_timeout);
       auto [ec, n] = co_await http::async_read(in, in_buffer, parser, use_nothrow);
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {
@@ -75,7 +78,7 @@ asio::awaitable<RelayResult> relay_message(beast::tcp_stream& in, beast::flat_bu
       body.size = 0;
       body.more = false;
     }
-    out.expires_after(write_timeout);
+    beast::get_lowest_layer(out).expires_after(write_timeout);
     auto [ec, n] = co_await http::async_write(out, serializer, use_nothrow);
     result.bytes_written += n;
     if (ec == http::error::need_buffer) ec = {};

@@ -215,8 +215,10 @@ class Control {
 }  // namespace
 
 int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, audit::AuditStore& audit,
-          const std::function<void(const std::string& address)>& on_listening) {
+          const std::function<void(const std::string& address)>& on_listening,
+          std::shared_ptr<const tls::Inspection> inspection) {
   Shared shared(config, load_policy(), audit);
+  shared.inspection = std::move(inspection);
   const auto serve_probe = admin::metrics().watch_serve([&shared] {
     return admin::ServeState{shared.policy.load() != nullptr, shared.policy_reloads.load(),
                              shared.policy_reload_failures.load(), shared.active_sessions.load()};

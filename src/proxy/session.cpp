@@ -7,9 +7,11 @@
 
 #include <boost/asio/connect.hpp>
 
+#include "proxy/audit_events.h"
 #include "proxy/client_hello.h"
 #include "proxy/http_rules.h"
 #include "proxy/identity.h"
+#include "proxy/inspect.h"
 #include "proxy/relay.h"
 
 namespace egress::proxy {
@@ -23,20 +25,6 @@ std::string endpoint_text(const tcp::endpoint& endpoint) {
   const auto address = endpoint.address();
   return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
          std::to_string(endpoint.port());
-}
-
-/// Awaits the audit store's commit of `event` (invariant 2): resumes on
-/// this coroutine's executor with true once the row is durable.
-asio::awaitable<bool> commit(audit::AuditStore& store, audit::Event event) {
-  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(bool)>(
-      [&store](auto handler, audit::Event event) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        store.record(std::move(event), [shared](bool committed) {
-          auto executor = asio::get_associated_executor(*shared);
-          asio::post(executor, [shared, committed]() mutable { std::move (*shared)(committed); });
-        });
-      },
-      asio::use_awaitable, std::move(event));
 }
 
 /// A kept-alive upstream connection is reused only if the upstream has not
@@ -103,10 +91,7 @@ bool Session::identify_worker(const policy::Policy& policy, const http::request_
 }
 
 void Session::record_close(const Attempt& attempt, const Attempt::Outcome& outcome) {
-  auto event = attempt.close_event(outcome);
-  admin::metrics().count_request(event, attempt.refusal_reason());
-  worker_.shared.audit.record(std::move(event));
-  spdlog::info("{}", attempt.log_line(outcome, worker_.shared.config.log_format));
+  proxy::record_close(worker_, attempt, outcome);
 }
 
 asio::awaitable<void> Session::run() {
@@ -149,7 +134,7 @@ asio::awaitable<Session::Admission> Session::decide(const policy::Policy& policy
 // callee's frame saw a garbage reference and crashed).
 asio::awaitable<bool> Session::commit_decision(Attempt& attempt) {
   auto event = attempt.decision_event();
-  const bool committed = co_await commit(worker_.shared.audit, std::move(event));
+  const bool committed = co_await commit_event(worker_.shared.audit, std::move(event));
   if (committed) co_return true;
   // Fail closed: nothing leaves unless its decision is on disk.
   attempt.set_failure(Reason::AuditUnavailable, "the audit log cannot be written; egress refuses new traffic");
@@ -404,7 +389,15 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
     record_close(attempt, outcome);
     co_return;
   }
-  co_await relay_tunnel(outcome);
+  if (admission.evaluation.decision.inspect) {
+    // TLS inspection (inspect.h): the request loop inside logs each request.
+    // A named local: GCC 12 mis-destroys a braced temporary passed to a coroutine.
+    const InspectedTunnel tunnel{worker_, client_, client_buffer_, upstream_->stream, upstream_->endpoint,
+                                 attempt, target, client_addr_};
+    co_await inspect_tunnel(tunnel, outcome);
+  } else {
+    co_await relay_tunnel(outcome);
+  }
   record_close(attempt, outcome);
 }
 

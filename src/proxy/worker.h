@@ -19,6 +19,8 @@
 #include "egress/dns/resolver.h"
 #include "egress/policy/policy.h"
 #include "proxy/connection_limits.h"
+#include "egress/tls/cert_cache.h"
+#include "egress/tls/inspection.h"
 
 namespace egress::proxy {
 
@@ -41,6 +43,8 @@ struct Shared {
   ConnectionLimiter connections;
   std::atomic<std::uint64_t> policy_reloads{0};
   std::atomic<std::uint64_t> policy_reload_failures{0};
+  /// TLS inspection (CA, leaf key, contexts); null when no CA is configured.
+  std::shared_ptr<const tls::Inspection> inspection;
 };
 
 class Session;
@@ -55,6 +59,9 @@ struct Worker {
   dns::ResolverPtr resolver;  // counted into admin::metrics()
   std::optional<boost::asio::ip::tcp::acceptor> acceptor;
   std::list<Session*> sessions;  // live sessions, for the forced close after the grace period
+  /// Minted leaf certificates of this thread's inspected tunnels: per
+  /// thread, so a lookup takes no lock.
+  tls::CertCache cert_cache{shared.config.tls.cert_cache_size};
 };
 
 }  // namespace egress::proxy

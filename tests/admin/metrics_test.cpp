@@ -72,7 +72,7 @@ TEST_CASE("every family has one HELP and one TYPE line, egress_-prefixed, before
 }
 
 TEST_CASE("metric names follow egress_<component>_<name>, counters end in _total") {
-  const std::set<std::string> components = {"proxy", "dns", "audit", "policy"};
+  const std::set<std::string> components = {"proxy", "dns", "audit", "policy", "tls"};
   for (const auto& info : admin::kMetrics) {
     const std::string name(info.name);
     CAPTURE(name);

@@ -234,6 +234,10 @@ TEST_CASE("A bad configuration names the file, the line and what to change", "[c
       {"zero headers", "limits:\n  max_header_count: 0\n", 2, {"limits.max_header_count must be at least 1"}},
       {"per-client limit not a number", "limits:\n  max_connections_per_client: many\n", 2,
        {"limits.max_connections_per_client must be a whole number"}},
+      {"tls key without a certificate", "tls:\n  ca_key: ca.key\n", 2, {"tls needs both ca_cert and ca_key"}},
+      {"unknown tls key", "tls:\n  ca_cert: a\n  ca_key: b\n  ca: c\n", 4,
+       {"unknown key 'ca' in tls", "upstream_ca", "cert_cache_size"}},
+      {"empty certificate cache", "tls:\n  cert_cache_size: 0\n", 2, {"tls.cert_cache_size must be at least 1"}},
       {"YAML syntax error", "listen: 127.0.0.1:3128\ndns:\n  servers: [1.1.1.1\n", 4, {"YAML syntax error"}},
       {"tab indentation", "dns:\n  timeout: 1s\n\tservers: []\n", 3, {"YAML syntax error"}},
       {"root is a list", "- listen\n", 1, {"the configuration must be a YAML map of settings"}},
@@ -382,4 +386,15 @@ TEST_CASE("Listen addresses split into host and port", "[config]") {
     CHECK(parsed->host == c.host);
     CHECK(parsed->port == c.port);
   }
+}
+
+TEST_CASE("The tls section sets the inspection CA, upstream trust and cache size", "[config]") {
+  ConfigFile file("tls:\n  ca_cert: certs/ca.crt\n  ca_key: certs/ca.key\n  upstream_ca: corp.pem\n"
+                  "  cert_cache_size: 50\n");
+  const auto config = load_config_file(file.path());
+  CHECK(config.tls.ca_cert == "certs/ca.crt");
+  CHECK(config.tls.ca_key == "certs/ca.key");
+  CHECK(config.tls.upstream_ca == "corp.pem");
+  CHECK(config.tls.cert_cache_size == 50);
+  CHECK(ServeConfig{}.tls.ca_cert.empty());  // inspection is off by default
 }

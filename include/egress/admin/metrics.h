@@ -63,6 +63,12 @@ enum class MetricType { Counter, Gauge, Histogram };
   X(AuditDroppedEvents, Counter, "audit_dropped_events_total", "", "Audit events refused: queue full")           \
   X(AuditLastCommitDuration, Gauge, "audit_last_commit_duration_seconds", "",                                    \
     "Duration of the latest audit transaction (group commit)")                                                   \
+  X(TlsCertCacheHits, Counter, "tls_cert_cache_hits_total", "",                                                  \
+    "Inspected tunnels whose leaf certificate came from the per-thread cache")                                   \
+  X(TlsCertCacheMisses, Counter, "tls_cert_cache_misses_total", "",                                              \
+    "Leaf certificates minted for inspected tunnels (cache misses)")                                             \
+  X(TlsHandshakeFailures, Counter, "tls_handshake_failures_total", "stage",                                      \
+    "Failed TLS handshakes in inspected tunnels, by stage (client, upstream)")                                   \
   X(PolicyLoaded, Gauge, "policy_loaded", "", "1 while a policy is in force")                                    \
   X(PolicyReloads, Counter, "policy_reloads_total", "result", "Policy reloads by result (success, failure)")
 
@@ -141,6 +147,13 @@ class Metrics {
   /// Counts a relaying CONNECT tunnel as active until the guard goes.
   [[nodiscard]] ProbeGuard track_tunnel();
 
+  /// One leaf certificate lookup of an inspected tunnel.
+  void count_cert_cache(bool hit);
+
+  enum class TlsStage { Client, Upstream };
+  /// One failed TLS handshake of an inspected tunnel.
+  void count_tls_handshake_failure(TlsStage stage);
+
   /// One name lookup and how long it took.
   void count_lookup(const dns::Resolution& resolution, std::chrono::nanoseconds took);
 
@@ -183,6 +196,8 @@ class Metrics {
   Counter bytes_up_{0}, bytes_down_{0};
   std::atomic<std::int64_t> active_tunnels_{0};
   Counter dns_hits_{0}, dns_misses_{0};
+  Counter cert_hits_{0}, cert_misses_{0};
+  std::array<Counter, 2> tls_failures_{};  // TlsStage
   std::array<Counter, kDnsStatuses> dns_lookups_{};
   std::array<Counter, kDnsBuckets.size() + 1> dns_buckets_{};  // non-cumulative; last = +Inf
   Counter dns_nanos_{0};

@@ -45,6 +45,14 @@ struct DnsConfig {
   std::chrono::seconds negative_ttl{5};
 };
 
+/// TLS inspection (rules with `inspect: true`); off while ca_cert is empty.
+struct TlsConfig {
+  std::string ca_cert;      // PEM CA certificate (egress ca init makes one)
+  std::string ca_key;       // its unencrypted PEM key; mode 0600 or serve refuses to start
+  std::string upstream_ca;  // extra PEM bundle trusted for upstreams, besides the system store
+  std::size_t cert_cache_size = 1000;  // minted leaf certificates kept per proxy thread
+};
+
 enum class AuditSync { Normal, Full };
 
 /// How serve's log lines look on stderr: spdlog's text lines (the request
@@ -72,6 +80,7 @@ struct ServeConfig {
   unsigned threads = 0;      // 0 = one per core
   DnsConfig dns;
   Limits limits;
+  TlsConfig tls;
   std::string log_level = "info";  // trace | debug | info | warn | error | off
   LogFormat log_format = LogFormat::Text;
 };

@@ -29,6 +29,7 @@ namespace egress::policy {
   X(SniMissing, "sni-missing")             /* TLS ClientHello without SNI */      \
   X(NotTls, "not-tls")                     /* tunnel bytes are not a TLS hello */ \
   X(UnknownToken, "unknown-token")         /* Proxy-Authorization matches no role */ \
+  X(HostMismatch, "host-mismatch")         /* inspected request's Host is not the SNI */ \
   /* refused before or after the decision */                                      \
   X(UnsupportedScheme, "unsupported-scheme")                                      \
   X(OriginForm, "origin-form")             /* not a proxy request */              \
@@ -49,6 +50,9 @@ namespace egress::policy {
   X(DnsTimeout, "dns-timeout")                                                    \
   X(UpstreamUnreachable, "upstream-unreachable")                                  \
   X(UpstreamTimeout, "upstream-timeout")                                          \
+  X(UpstreamCertInvalid, "upstream-cert-invalid") /* inspected upstream failed verification */ \
+  X(ClientRejectedCertificate, "client-rejected-certificate") /* worker does not trust the CA */ \
+  X(ClientHandshakeFailed, "client-handshake-failed") /* worker's TLS to egress failed otherwise */ \
   X(AuditUnavailable, "audit-unavailable")
 
 enum class Reason {

@@ -3,11 +3,16 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "egress/audit/store.h"
 #include "egress/config/config.h"
 #include "egress/policy/policy.h"
+
+namespace egress::tls {
+class Inspection;
+}
 
 namespace egress::proxy {
 
@@ -21,8 +26,11 @@ using PolicyLoader = std::function<policy::PolicySnapshot()>;
 /// SIGHUP reloads the policy through `load_policy`; a bad policy leaves the
 /// old one in force. `on_listening` is called with the bound address
 /// ("127.0.0.1:3128") once the listeners are up.
+/// `inspection` (the loaded CA and TLS contexts) is needed by policies with
+/// `inspect: true` rules; the caller refuses such policies without it.
 /// Throws std::runtime_error naming the address when it cannot listen.
 int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, audit::AuditStore& audit,
-          const std::function<void(const std::string& address)>& on_listening);
+          const std::function<void(const std::string& address)>& on_listening,
+          std::shared_ptr<const tls::Inspection> inspection = nullptr);
 
 }  // namespace egress::proxy

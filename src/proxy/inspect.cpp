@@ -1,0 +1,393 @@
+// The inspected tunnel: both TLS handshakes and the HTTP/1.1 request loop
+// inside. See inspect.h for the phases.
+#include "proxy/inspect.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core/flat_stream.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include "proxy/audit_events.h"
+#include "proxy/http_rules.h"
+#include "proxy/relay.h"
+
+namespace egress::proxy {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+using policy::Reason;
+// flat_stream coalesces Beast's small head/body buffers into one TLS record.
+using TlsStream = beast::flat_stream<asio::ssl::stream<beast::tcp_stream&>>;
+using RequestParser = http::request_parser<http::buffer_body>;
+
+std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
+         std::to_string(endpoint.port());
+}
+
+ParsedTarget refuse_target(int status, Reason reason, std::string error) {
+  ParsedTarget out;
+  out.status = status;
+  out.reason = reason;
+  out.error = std::move(error);
+  return out;
+}
+
+/// Splits a Host header value into host and optional port ("h", "h:8443",
+/// "[::1]:8443"); false when it is not of that shape.
+bool split_host_header(std::string_view value, std::string_view& host, std::optional<std::uint16_t>& port) {
+  std::string_view port_text;
+  if (value.starts_with('[')) {
+    const auto close = value.find(']');
+    if (close == std::string_view::npos) return false;
+    host = value.substr(0, close + 1);
+    const auto rest = value.substr(close + 1);
+    if (!rest.empty() && !rest.starts_with(':')) return false;
+    port_text = rest.empty() ? rest : rest.substr(1);
+  } else {
+    const auto colon = value.find(':');
+    host = value.substr(0, colon);
+    if (colon != std::string_view::npos) port_text = value.substr(colon + 1);
+    if (port_text.find(':') != std::string_view::npos) return false;
+  }
+  if (port_text.empty()) return !host.empty();
+  unsigned number = 0;
+  for (const char c : port_text) {
+    if (c < '0' || c > '9' || number > 65535) return false;
+    number = number * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (number == 0 || number > 65535) return false;
+  port = static_cast<std::uint16_t>(number);
+  return !host.empty();
+}
+
+/// "" when `authority` (a Host header or an absolute URI's host[:port])
+/// names the tunnel's host; otherwise why not.
+std::string authority_mismatch(std::string_view authority, const policy::Target& tunnel) {
+  std::string_view host;
+  std::optional<std::uint16_t> port;
+  if (!split_host_header(authority, host, port)) return "'" + std::string(authority) + "' is not a host[:port]";
+  const auto normalized = policy::normalize_host(host);
+  if (!normalized.host || normalized.host->host != tunnel.host.host) {
+    return "Host '" + std::string(authority) + "' but the tunnel's TLS server name is " + tunnel.host.host;
+  }
+  if (port && *port != tunnel.port) {
+    return "Host '" + std::string(authority) + "' but the tunnel goes to port " + std::to_string(tunnel.port);
+  }
+  return {};
+}
+
+bool is_quiet_end(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
+         ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+         ec == beast::error::timeout;
+}
+
+class Inspector {
+ public:
+  Inspector(const InspectedTunnel& args, tls::SslPtr client_ssl, tls::SslPtr upstream_ssl)
+      : args_(args),
+        limits_(args.worker.shared.config.limits),
+        client_(args.client, client_ssl.release()),
+        upstream_(args.upstream, upstream_ssl.release()) {}
+
+  asio::awaitable<void> run(Attempt::Outcome& outcome) {
+    const bool shaken = co_await handshake(outcome);
+    if (!shaken) co_return;
+    const auto active = admin::metrics().track_tunnel();
+    bool first = true;
+    for (;;) {
+      const bool keep_alive = co_await serve_request(first);
+      first = false;
+      if (!keep_alive) break;
+    }
+    co_await close_client();
+  }
+
+ private:
+  asio::awaitable<beast::error_code> client_handshake() {
+    beast::get_lowest_layer(client_).expires_after(limits_.header_timeout);
+    auto [ec, used] = co_await client_.next_layer().async_handshake(asio::ssl::stream_base::server,
+                                                                    args_.client_hello.data(), use_nothrow);
+    args_.client_hello.consume(args_.client_hello.size());
+    co_return ec;
+  }
+
+  asio::awaitable<beast::error_code> upstream_handshake() {
+    beast::get_lowest_layer(upstream_).expires_after(limits_.connect_timeout);
+    auto [ec] = co_await upstream_.next_layer().async_handshake(asio::ssl::stream_base::client, use_nothrow);
+    co_return ec;
+  }
+
+  /// Both handshakes at once (the worker waits for one round trip less).
+  /// False when the tunnel is over: the worker's side failed.
+  asio::awaitable<bool> handshake(Attempt::Outcome& outcome) {
+    auto [client_ec, upstream_ec] = co_await (client_handshake() && upstream_handshake());
+    if (upstream_ec) {
+      note_upstream_failure(upstream_ec);
+      outcome.error = args_.tunnel.error_text();
+    }
+    if (!client_ec) co_return true;
+    admin::metrics().count_tls_handshake_failure(admin::Metrics::TlsStage::Client);
+    const bool rejected =
+        client_ec.category() == asio::error::get_ssl_category() &&
+        tls::classify_handshake_error(static_cast<unsigned long>(client_ec.value())) ==
+            tls::HandshakeFailure::CertificateRejected;
+    std::string why = client_ec == asio::ssl::error::stream_truncated || client_ec == asio::error::eof
+                          ? std::string("the worker closed the connection")
+                          : client_ec.message();
+    args_.tunnel.set_failure(rejected ? Reason::ClientRejectedCertificate : Reason::ClientHandshakeFailed,
+                             "TLS handshake with the worker (stage client) failed: " + why);
+    outcome.error = args_.tunnel.error_text();
+    spdlog::warn("inspected tunnel {} to {}: {}", args_.tunnel.request_id(), args_.tunnel.host(), outcome.error);
+    co_return false;
+  }
+
+  void note_upstream_failure(const beast::error_code& ec) {
+    admin::metrics().count_tls_handshake_failure(admin::Metrics::TlsStage::Upstream);
+    const auto verify = tls::verification_error(upstream_.next_layer().native_handle());
+    if (!verify.empty()) {
+      upstream_reason_ = Reason::UpstreamCertInvalid;
+      upstream_error_ = "the certificate of " + args_.target.target.host.host + " failed verification: " + verify;
+    } else {
+      upstream_reason_ = ec == beast::error::timeout ? Reason::UpstreamTimeout : Reason::UpstreamUnreachable;
+      upstream_error_ = "TLS handshake with the upstream (stage upstream) failed: " + ec.message();
+    }
+    args_.tunnel.set_failure(*upstream_reason_, upstream_error_);
+    spdlog::warn("inspected tunnel {} to {}: {}", args_.tunnel.request_id(), args_.tunnel.host(),
+                 args_.tunnel.error_text());
+  }
+
+  /// One request: false when the connection is over.
+  asio::awaitable<bool> serve_request(bool first) {
+    RequestParser parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits_.header_bytes));
+    parser.body_limit(boost::none);
+    beast::get_lowest_layer(client_).expires_after(first ? limits_.header_timeout : limits_.idle_timeout);
+    auto [ec, n] = co_await http::async_read_header(client_, client_buffer_, parser, use_nothrow);
+    const auto snapshot = args_.worker.shared.policy.load();
+    Attempt attempt(args_.client_addr, snapshot->mode());
+    attempt.set_kind(policy::RequestKind::Inspected);
+    attempt.set_role(args_.tunnel.role());
+    attempt.set_sni(args_.target.target.host.host);
+    attempt.set_raw_target(args_.target.target.host.host);
+    if (ec) {
+      if (is_quiet_end(ec) || client_buffer_.size() == 0) co_return false;
+      const bool too_large = ec == http::error::header_limit;
+      attempt.set_refusal(too_large ? Reason::HeaderTooLarge : Reason::BadRequest,
+                          too_large ? "the request head is over the size limit" : "malformed request: " + ec.message());
+      args_.worker.shared.audit.record(attempt.decision_event());
+      co_return co_await refuse(attempt, too_large ? 431 : 400, 11, false);
+    }
+    co_return co_await decide_and_forward(*snapshot, attempt, parser);
+  }
+
+  asio::awaitable<bool> decide_and_forward(const policy::Policy& policy, Attempt& attempt, RequestParser& parser) {
+    auto& request = parser.get();
+    attempt.set_method(std::string(request.method_string()));
+    const unsigned version = request.version();
+    const bool can_continue = request.keep_alive() && parser.is_done();
+    auto parsed = parse_inspected_target(request.target(), request[http::field::host], version, args_.target.target);
+    if (!parsed.request) {
+      attempt.set_refusal(parsed.reason, parsed.error);
+      args_.worker.shared.audit.record(attempt.decision_event());
+      co_return co_await refuse(attempt, parsed.status, version, can_continue);
+    }
+    const RequestTarget& target = *parsed.request;
+    attempt.set_target(target);
+    attempt.set_upstream(endpoint_text(args_.upstream_endpoint));
+    // Methods and paths are visible now. The addresses were resolved and
+    // checked for the CONNECT; the inner request is checked against the one
+    // address this tunnel is connected to (invariant 3: no new lookup).
+    const policy::DecideArgs decide_args{target.target, policy::RequestKind::Inspected, request.method_string(),
+                                         target.path, attempt.role()};
+    auto decision = policy.decide(decide_args);
+    if (decision.needs_addresses) {
+      const policy::IpAddress address = to_policy_address(args_.upstream_endpoint.address());
+      decision = policy.check_addresses(decision, decide_args, std::span<const policy::IpAddress>(&address, 1));
+    }
+    attempt.set_decision(decision);
+    if (!decision.allows()) {
+      attempt.set_deny_message(std::string(policy.deny_message(attempt.role())));
+      args_.worker.shared.audit.record(attempt.decision_event());
+      co_return co_await refuse(attempt, 403, version, can_continue);
+    }
+    const bool committed = co_await commit_event(args_.worker.shared.audit, attempt.decision_event());
+    if (!committed) {
+      attempt.set_failure(Reason::AuditUnavailable, "the audit log cannot be written; egress refuses new traffic");
+      co_return co_await refuse(attempt, 503, version, false);
+    }
+    if (upstream_reason_) {
+      attempt.set_failure(*upstream_reason_, upstream_error_);
+      co_return co_await refuse(attempt, *upstream_reason_ == Reason::UpstreamTimeout ? 504 : 502, version, false);
+    }
+    co_return co_await forward(attempt, parser, target);
+  }
+
+  asio::awaitable<bool> forward(Attempt& attempt, RequestParser& parser, const RequestTarget& target) {
+    auto& request = parser.get();
+    const unsigned version = request.version();
+    const bool client_keep_alive = request.keep_alive();
+    if (beast::iequals(request[http::field::expect], "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await asio::async_write(client_, asio::buffer(kContinue), use_nothrow);
+    }
+    prepare_upstream_request(request, target);
+    Attempt::Outcome outcome;
+    auto sent = co_await relay_message(client_, client_buffer_, parser, upstream_, limits_.idle_timeout,
+                                       limits_.upstream_timeout);
+    outcome.bytes_up = sent.bytes_written;
+    if (sent.failed != RelayResult::Failed::Nothing) {
+      if (sent.failed == RelayResult::Failed::Reading) {
+        outcome.error = "reading the request body: " + sent.ec.message();
+        record_close(args_.worker, attempt, outcome);
+        co_return false;
+      }
+      attempt.set_failure(Reason::UpstreamUnreachable, "sending the request upstream: " + sent.ec.message());
+      co_return co_await refuse(attempt, 502, version, false);
+    }
+    co_return co_await relay_response(attempt, request.method() == http::verb::head, version, client_keep_alive,
+                                      outcome);
+  }
+
+  asio::awaitable<bool> relay_response(Attempt& attempt, bool head_request, unsigned version, bool client_keep_alive,
+                                       Attempt::Outcome& outcome) {
+    // Interim 1xx responses are dropped, as in plain HTTP forwarding.
+    std::optional<http::response_parser<http::buffer_body>> response;
+    for (;;) {
+      response.emplace();
+      response->header_limit(64 * 1024);
+      response->body_limit(boost::none);
+      if (head_request) response->skip(true);
+      beast::get_lowest_layer(upstream_).expires_after(limits_.upstream_timeout);
+      auto [ec, n] = co_await http::async_read_header(upstream_, upstream_buffer_, *response, use_nothrow);
+      if (ec) {
+        const bool timed_out = ec == beast::error::timeout;
+        attempt.set_failure(timed_out ? Reason::UpstreamTimeout : Reason::UpstreamUnreachable,
+                            "reading the upstream response: " + (timed_out ? std::string("timed out") : ec.message()));
+        co_return co_await refuse(attempt, timed_out ? 504 : 502, version, false);
+      }
+      const auto status = response->get().result_int();
+      if (status < 100 || status >= 200 || status == 101) break;
+    }
+    auto& head = response->get();
+    // The upstream connection is this tunnel's only one: when it cannot
+    // carry another request, the worker's connection ends with it.
+    const bool self_delimited = response->is_done() || response->chunked() || response->content_length().has_value();
+    const bool keep_alive = client_keep_alive && self_delimited && head.keep_alive();
+    outcome.status = head.result_int();
+    prepare_client_response(head, version, keep_alive);
+    head.set("X-Egress-Request-Id", attempt.request_id());
+    auto received = co_await relay_message(upstream_, upstream_buffer_, *response, client_, limits_.upstream_timeout,
+                                           limits_.idle_timeout);
+    outcome.bytes_down = received.bytes_written;
+    if (received.failed != RelayResult::Failed::Nothing) {
+      outcome.error = (received.failed == RelayResult::Failed::Reading ? "reading the upstream response body: "
+                                                                       : "sending the response to the worker: ") +
+                      received.ec.message();
+    }
+    record_close(args_.worker, attempt, outcome);
+    co_return keep_alive && received.failed == RelayResult::Failed::Nothing;
+  }
+
+  asio::awaitable<bool> refuse(Attempt& attempt, int status, unsigned version, bool keep_alive) {
+    auto response = refusal_response(status, attempt, version, keep_alive);
+    beast::get_lowest_layer(client_).expires_after(limits_.idle_timeout);
+    auto [ec, n] = co_await http::async_write(client_, response, use_nothrow);
+    record_close(args_.worker, attempt,
+                 {status, 0, n, ec ? "writing the refusal: " + ec.message() : attempt.error_text()});
+    co_return keep_alive && !ec;
+  }
+
+  /// Ends the worker's TLS session with close_notify, so a worker reading to
+  /// the end of the stream sees a clean end rather than a truncation. The
+  /// wait for the worker's close_notify is bounded: a worker that simply
+  /// closes is normal.
+  asio::awaitable<void> close_client() {
+    beast::get_lowest_layer(client_).expires_after(std::chrono::seconds(1));
+    // Any outcome is fine here: the requests are logged and the tunnel ends.
+    co_await client_.next_layer().async_shutdown(use_nothrow);
+    beast::get_lowest_layer(client_).expires_never();
+  }
+
+  const InspectedTunnel& args_;
+  const config::Limits& limits_;
+  TlsStream client_;
+  TlsStream upstream_;
+  beast::flat_buffer client_buffer_, upstream_buffer_;
+  std::optional<Reason> upstream_reason_;  // set when the upstream handshake failed
+  std::string upstream_error_;
+};
+
+}  // namespace
+
+ParsedTarget parse_inspected_target(std::string_view request_target, std::string_view host_header, unsigned version,
+                                    const policy::Target& tunnel) {
+  RequestTarget out;
+  out.kind = policy::RequestKind::Inspected;
+  out.scheme = "https";
+  out.target = tunnel;
+  out.raw_host = tunnel.host.host;
+  boost::urls::url_view url;
+  if (request_target.starts_with('/')) {
+    const auto parsed = boost::urls::parse_origin_form(request_target);
+    if (!parsed) return refuse_target(400, Reason::BadRequest, "the request target is not a valid path");
+    url = *parsed;
+  } else {
+    const auto parsed = boost::urls::parse_absolute_uri(request_target);
+    if (!parsed) return refuse_target(400, Reason::BadRequest, "the request target is neither a path nor an https URL");
+    url = *parsed;
+    if (url.scheme_id() != boost::urls::scheme::https || !url.has_authority() || url.has_userinfo()) {
+      return refuse_target(400, Reason::BadRequest, "an absolute request target in an HTTPS tunnel must be https://host/…");
+    }
+    if (!url.encoded_path().empty() && !url.encoded_path().starts_with('/')) {
+      return refuse_target(400, Reason::BadRequest, "the request target is not a valid https URL");
+    }
+    if (auto why = authority_mismatch(url.encoded_authority(), tunnel); !why.empty()) {
+      return refuse_target(421, Reason::HostMismatch, std::move(why));
+    }
+  }
+  if (host_header.empty()) {
+    if (version >= 11) return refuse_target(400, Reason::BadRequest, "an HTTP/1.1 request needs a Host header");
+  } else if (auto why = authority_mismatch(host_header, tunnel); !why.empty()) {
+    return refuse_target(421, Reason::HostMismatch, std::move(why));
+  }
+  out.path = url.encoded_path().empty() ? "/" : std::string(url.encoded_path());
+  out.origin_form = out.path;
+  if (url.has_query()) out.origin_form += "?" + std::string(url.encoded_query());
+  ParsedTarget result;
+  result.request = std::move(out);
+  return result;
+}
+
+asio::awaitable<void> inspect_tunnel(const InspectedTunnel& args, Attempt::Outcome& outcome) {
+  const auto& inspection = args.worker.shared.inspection;
+  const auto& host = args.target.target.host;
+  if (!inspection) {
+    // serve refuses inspect rules without a CA, so this is a bug; fail closed.
+    args.tunnel.set_failure(Reason::ClientHandshakeFailed, "inspection requested but no CA is configured");
+    outcome.error = args.tunnel.error_text();
+    co_return;
+  }
+  std::optional<Inspector> inspector;
+  try {
+    const auto now = std::chrono::system_clock::now();
+    const auto& minter = inspection->minter();
+    auto leaf = args.worker.cert_cache.get(host.host, now, minter.validity(),
+                                           [&](std::string_view name) { return minter.mint(name, now); });
+    admin::metrics().count_cert_cache(leaf.hit);
+    if (!leaf.hit) spdlog::debug("minted a leaf certificate for {} (certificate cache miss)", host.host);
+    inspector.emplace(args, inspection->new_server_ssl(leaf.cert.get()),
+                      inspection->new_upstream_ssl(host.host, host.type != policy::HostType::Name));
+  } catch (const tls::CaError& e) {
+    args.tunnel.set_failure(Reason::ClientHandshakeFailed, std::string("preparing TLS: ") + e.what());
+    outcome.error = args.tunnel.error_text();
+    co_return;
+  }
+  co_await inspector->run(outcome);
+}
+
+}  // namespace egress::proxy

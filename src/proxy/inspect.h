@@ -1,0 +1,66 @@
+// TLS inspection of a CONNECT tunnel whose decision says `inspect`: egress
+// terminates the worker's TLS with a leaf certificate minted for the tunnel's
+// host (signed by the inspection CA), opens its own verified TLS connection
+// to the upstream, and runs the HTTP/1.1 request loop in between, deciding
+// and logging every request on its own.
+//
+// Phases (the session has already: decided the CONNECT, connected TCP to a
+// checked address, answered 200, checked the ClientHello's SNI against the
+// CONNECT host and committed the tunnel's decision):
+//   1. leaf for the host from the per-thread cache (or minted);
+//   2. both handshakes at once: worker side (the ClientHello already read is
+//      fed in), upstream side (SNI, full verification);
+//   3. request loop: read head → Host must name the tunnel's host (invariant
+//      4; else 421 host-mismatch) → decide (kind inspected: method and path
+//      rules apply) → commit the request's decision event (invariant 2) →
+//      forward → relay the response → close event. Until the worker closes,
+//      a response ends the connection, or the idle timeout passes.
+// A worker handshake failure ends the tunnel (client-rejected-certificate or
+// client-handshake-failed on the tunnel's row). An upstream handshake
+// failure does not end it at once: the worker's first request is answered
+// 502 with the verification error (upstream-cert-invalid), so the worker
+// sees why instead of a bare reset.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include "egress/proxy/evaluate.h"
+#include "proxy/attempt.h"
+#include "proxy/worker.h"
+
+namespace egress::proxy {
+
+/// What the session hands over to inspection. References: the session owns
+/// the sockets and outlives the inspection.
+struct InspectedTunnel {
+  Worker& worker;
+  boost::beast::tcp_stream& client;
+  boost::beast::flat_buffer& client_hello;  // the worker's ClientHello, read and checked, not yet consumed
+  boost::beast::tcp_stream& upstream;       // connected to a checked address; nothing sent yet
+  boost::asio::ip::tcp::endpoint upstream_endpoint;
+  Attempt& tunnel;              // the CONNECT's attempt, its decision committed
+  const RequestTarget& target;  // the CONNECT target, which the SNI named
+  std::string client_addr;
+};
+
+/// Runs the inspected tunnel to its end. Each request inside gets its own
+/// decision and close events (kind inspected); failures of the tunnel as a
+/// whole are set on `args.tunnel` and in `outcome.error`, which the session
+/// records as the tunnel's close event.
+boost::asio::awaitable<void> inspect_tunnel(const InspectedTunnel& args, Attempt::Outcome& outcome);
+
+/// The target of a request inside an inspected tunnel (pure; tested alone):
+/// origin-form ("/path?q") or absolute-form with https and the tunnel's
+/// host. The Host header, when present (required for HTTP/1.1), must name
+/// the tunnel's host (and port, if it gives one): otherwise status 421 with
+/// reason host-mismatch. Anything else is 400 bad-request.
+ParsedTarget parse_inspected_target(std::string_view request_target, std::string_view host_header,
+                                    unsigned version, const policy::Target& tunnel);
+
+}  // namespace egress::proxy

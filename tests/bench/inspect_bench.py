@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Benchmark of TLS inspection: new inspected HTTPS connections per second,
+egress CPU per connection, and the latency inspection adds over a direct TLS
+connection. Everything on loopback:
+
+  * upstream: nginx with TLS (ECDSA P-256, no session cache or tickets, so
+    every connection is a full handshake), object /1k;
+  * egress (the binary given) with its own CA, `inspect: true` for
+    allowed.test and a plain (not inspected) rule for tunnel.test, both
+    answered by egress's static dns.hosts (127.0.0.1), audit on;
+  * client: ../shared/bench/loadgen.go (the side-by-side bench's own load
+    client, compiled here with `go build`): new TCP + CONNECT + TLS
+    handshake + GET /1k + close per request ("connect-new-tunnel").
+
+Scenarios, interleaved per round so ratios hold on a busy machine:
+  direct     straight to nginx (TLS, new connection per request)
+  tunnel     through egress, CONNECT not inspected (end-to-end TLS)
+  inspected  through egress, CONNECT inspected (two handshakes in egress)
+and a latency pass at concurrency 1 (median/p99 added over direct).
+
+The side-by-side comparison with mitmproxy runs in ../shared/bench
+(peers.sh, scenario connect-new-tunnel with mitmproxy-intercept); this
+script does not start mitmproxy.
+
+    python3 tests/bench/inspect_bench.py --egress build/egress [--duration 4] [--concurrency 50] [--rounds 3]
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+LOADGEN_SRC = os.path.join(ROOT, "..", "shared", "bench", "loadgen.go")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process (all its threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def start_nginx(tmp, port):
+    cert, key = os.path.join(tmp, "upstream.crt"), os.path.join(tmp, "upstream.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "2", "-subj", "/CN=allowed.test",
+                    "-addext", "subjectAltName=DNS:allowed.test,DNS:tunnel.test,IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    www = os.path.join(tmp, "www")
+    os.makedirs(www)
+    with open(os.path.join(www, "1k"), "wb") as f:
+        f.write(os.urandom(1024))
+    conf = os.path.join(tmp, "nginx.conf")
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    with open(conf, "w") as f:
+        f.write("""%sworker_processes 1;
+pid %s/nginx.pid;
+error_log %s/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s;
+    ssl_certificate_key %s;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    location / { root %s; }
+  }
+}
+""" % (user, tmp, tmp, port, cert, key, www))
+    proc = subprocess.Popen(["nginx", "-p", tmp, "-c", conf, "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    return proc, cert
+
+
+def wait_for_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on port %d" % port)
+
+
+def start_egress(egress, tmp, upstream_ca, admin):
+    subprocess.run([egress, "ca", "init", "--out", os.path.join(tmp, "certs")], check=True, capture_output=True)
+    policy = os.path.join(tmp, "policy.yaml")
+    with open(policy, "w") as f:
+        f.write("version: 1\nmode: self-hosted\ninternal:\n"
+                "  - host: allowed.test\n    ports: any\n    inspect: true\n"
+                "  - host: tunnel.test\n    ports: any\n")
+    config = os.path.join(tmp, "egress.yaml")
+    with open(config, "w") as f:
+        f.write("dns:\n  hosts_file: false\n  servers: [\"127.0.0.1:%d\"]\n"
+                "  hosts:\n    allowed.test: [127.0.0.1]\n    tunnel.test: [127.0.0.1]\n" % free_port())
+        f.write("log_level: warn\n")
+    proc = subprocess.Popen([egress, "serve", "--config", config, "--policy", policy, "--audit-db",
+                             os.path.join(tmp, "audit.db"), "--listen", "127.0.0.1:0", "--admin-listen", admin,
+                             "--ca-cert", os.path.join(tmp, "certs", "ca.crt"),
+                             "--ca-key", os.path.join(tmp, "certs", "ca.key"), "--upstream-ca", upstream_ca],
+                            stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "egress.log"), "w"), text=True)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("egress listening on "):
+            return proc, line.split()[3]
+        if not line:
+            break
+    proc.kill()
+    raise RuntimeError("egress did not start; see %s/egress.log" % tmp)
+
+
+def build_loadgen(tmp):
+    out = os.path.join(tmp, "loadgen")
+    env = dict(os.environ, GOFLAGS="-mod=mod", GOCACHE=os.path.join(tmp, "gocache"), GO111MODULE="off")
+    subprocess.run(["go", "build", "-o", out, LOADGEN_SRC], check=True, env=env, capture_output=True, timeout=300)
+    return out
+
+
+def load(loadgen, url, proxy, concurrency, duration):
+    args = [loadgen, "-url", url, "-c", str(concurrency), "-duration", "%gs" % duration, "-keepalive=false"]
+    if proxy:
+        args += ["-proxy", proxy]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60)
+    if out.returncode != 0:
+        raise RuntimeError("loadgen failed: " + out.stderr[-500:])
+    return json.loads(out.stdout)
+
+
+def metric(admin, name):
+    with urllib.request.urlopen("http://%s/metrics" % admin, timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("egress_" + name + " "):
+                return float(line.split()[1])
+    return -1
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--egress", required=True)
+    parser.add_argument("--duration", type=float, default=4)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-requests", type=int, default=300, help="requests per scenario at concurrency 1")
+    parser.add_argument("--out", help="also write the results as JSON to this file")
+    options = parser.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="egress-inspect-bench-")
+    os.chmod(tmp, 0o755)
+    procs = []
+    try:
+        loadgen = build_loadgen(tmp)
+        port = free_port()
+        nginx, upstream_cert = start_nginx(tmp, port)
+        procs.append(nginx)
+        admin = "127.0.0.1:%d" % free_port()
+        egress, proxy = start_egress(os.path.abspath(options.egress), tmp, upstream_cert, admin)
+        procs.append(egress)
+        scenarios = {
+            "direct": ("https://127.0.0.1:%d/1k" % port, None),
+            "tunnel": ("https://tunnel.test:%d/1k" % port, proxy),
+            "inspected": ("https://allowed.test:%d/1k" % port, proxy),
+        }
+        for name, (url, via) in scenarios.items():  # warm-up, and a check that each works
+            result = load(loadgen, url, via, 2, 0.5)
+            if result["status"].get("200", 0) == 0:
+                raise RuntimeError("%s: no 200 in the warm-up: %s" % (name, result))
+
+        runs = {name: [] for name in scenarios}
+        for round_number in range(options.rounds):
+            order = list(scenarios) if round_number % 2 == 0 else list(reversed(scenarios))
+            for name in order:
+                url, via = scenarios[name]
+                cpu_before = cpu_seconds(egress.pid)
+                result = load(loadgen, url, via, options.concurrency, options.duration)
+                cpu = cpu_seconds(egress.pid) - cpu_before
+                ok = result["status"].get("200", 0)
+                runs[name].append({"rps": ok / result["elapsed_s"], "ok": ok, "bad": result["requests"] - ok,
+                                   "cpu_us_per_req": cpu * 1e6 / ok if ok and via else None,
+                                   "p50_ms": result["latency_ms"]["p50"], "p99_ms": result["latency_ms"]["p99"]})
+
+        latency = {}
+        for name in ("direct", "inspected", "tunnel"):
+            url, via = scenarios[name]
+            result = subprocess.run([loadgen, "-url", url, "-c", "1", "-n", str(options.latency_requests),
+                                     "-duration", "60s", "-keepalive=false"] + (["-proxy", via] if via else []),
+                                    capture_output=True, text=True, timeout=120)
+            latency[name] = json.loads(result.stdout)["latency_ms"]
+
+        hits, misses = metric(admin, "tls_cert_cache_hits_total"), metric(admin, "tls_cert_cache_misses_total")
+        summary = {}
+        print("\nnew HTTPS connections through egress (GET /1k, new TCP + TLS per request), c=%d, %gs x %d rounds"
+              % (options.concurrency, options.duration, options.rounds))
+        print("%-10s %12s %10s %10s %10s %14s %8s" % ("scenario", "conn/s", "×direct", "p50 ms", "p99 ms",
+                                                       "egress µs/conn", "bad"))
+        direct_rps = [r["rps"] for r in runs["direct"]]
+        for name in scenarios:
+            rs = runs[name]
+            rps = statistics.median(r["rps"] for r in rs)
+            ratio = statistics.median(r["rps"] / d for r, d in zip(rs, direct_rps))
+            cpu = [r["cpu_us_per_req"] for r in rs if r["cpu_us_per_req"] is not None]
+            cpu_text = "%.0f" % statistics.median(cpu) if cpu else "-"
+            summary[name] = {"conn_per_s": rps, "x_direct": ratio, "cpu_us_per_conn": statistics.median(cpu) if cpu else None,
+                             "p50_ms": statistics.median(r["p50_ms"] for r in rs),
+                             "p99_ms": statistics.median(r["p99_ms"] for r in rs), "bad": sum(r["bad"] for r in rs)}
+            print("%-10s %12.0f %10.2f %10.2f %10.2f %14s %8d" % (name, rps, ratio, summary[name]["p50_ms"],
+                                                                 summary[name]["p99_ms"], cpu_text, summary[name]["bad"]))
+        print("\nlatency at concurrency 1 (%d requests each): median / p99 ms, added over direct"
+              % options.latency_requests)
+        for name in ("tunnel", "inspected"):
+            added50 = latency[name]["p50"] - latency["direct"]["p50"]
+            added99 = latency[name]["p99"] - latency["direct"]["p99"]
+            summary[name]["added_latency_ms"] = {"p50": added50, "p99": added99}
+            print("%-10s %6.2f / %6.2f   (direct %.2f / %.2f)   added %+.2f / %+.2f"
+                  % (name, latency[name]["p50"], latency[name]["p99"], latency["direct"]["p50"],
+                     latency["direct"]["p99"], added50, added99))
+        print("\ncertificate cache: %d hits, %d misses" % (hits, misses))
+        if options.out:
+            with open(options.out, "w") as f:
+                json.dump({"summary": summary, "runs": runs, "latency": latency,
+                           "cert_cache": {"hits": hits, "misses": misses}, "settings": vars(options)}, f, indent=2)
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
