@@ -108,6 +108,7 @@ void SqliteAuditStore::enqueue(Event&& event, CommitCallback&& done) {
     if (queue_.size() < options_.queue_limit) {
       queue_.push_back(Pending{std::move(event), std::move(done)});
       ++accepted_;
+      backlog_.store(accepted_ - processed_, std::memory_order_relaxed);
       work_cv_.notify_one();
       return;
     }
@@ -179,6 +180,7 @@ void SqliteAuditStore::run() {
     lock.lock();
     in_flight_ = 0;
     processed_ += n;
+    backlog_.store(accepted_ - processed_, std::memory_order_relaxed);
     assert(check_invariants());
     flushed_cv_.notify_all();
   }

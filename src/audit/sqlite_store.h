@@ -63,6 +63,7 @@ class SqliteAuditStore final : public AuditStore {
   /// writer thread, which flush() waits for).
   void flush() override;
   bool healthy() const override { return healthy_.load(); }
+  std::size_t backlog() const override { return backlog_.load(std::memory_order_relaxed); }
   StoreStats stats() const override;
 
  private:
@@ -102,6 +103,7 @@ class SqliteAuditStore final : public AuditStore {
   std::uint64_t failures_since_log_ = 0;
 
   std::atomic<bool> healthy_{true};
+  std::atomic<std::size_t> backlog_{0};  // accepted_ - processed_, for lock-free reads
   std::atomic<std::uint64_t> committed_events_{0};
   std::atomic<std::uint64_t> commits_{0};
   std::atomic<std::uint64_t> commit_failures_{0};

@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -49,11 +50,61 @@ struct RelayResult {
 /// by chunk. `read_timeout` / `write_timeout` bound each operation. The
 /// streams are TCP (beast::tcp_stream) or TLS over it (inspected tunnels);
 /// the deadlines go to the TCP stream underneath either way.
+/// Bodies of announced length (Content-Length) are copied as raw bytes
+/// after the head: their framing was checked with the head, so the parser
+/// has nothing left to do, and bigger reads than kRelayBufferBytes pay off
+/// for downloads. Never reads past the body, so a kept-alive connection's
+/// next message stays in `in_buffer` / the socket.
+inline constexpr std::size_t kSizedBodyBufferBytes = 64 * 1024;
+
+template <bool isRequest, class InStream, class OutStream>
+asio::awaitable<RelayResult> relay_sized_message(InStream& in, beast::flat_buffer& in_buffer,
+                                                 http::parser<isRequest, http::buffer_body>& parser,
+                                                 OutStream& out, std::chrono::milliseconds read_timeout,
+                                                 std::chrono::milliseconds write_timeout) {
+  RelayResult result;
+  const auto fail = [&result](RelayResult::Failed where, beast::error_code ec) {
+    result.failed = where;
+    result.ec = ec;
+    return result;
+  };
+  http::serializer<isRequest, http::buffer_body> serializer{parser.get()};
+  beast::get_lowest_layer(out).expires_after(write_timeout);
+  auto [head_ec, head_bytes] = co_await http::async_write_header(out, serializer, use_nothrow);
+  result.bytes_written += head_bytes;
+  if (head_ec) co_return fail(RelayResult::Failed::Writing, head_ec);
+
+  std::uint64_t left = *parser.content_length();
+  std::vector<char> buffer(static_cast<std::size_t>(std::min<std::uint64_t>(left, kSizedBodyBufferBytes)));
+  while (left > 0) {
+    asio::const_buffer chunk;
+    if (in_buffer.size() > 0) {  // read ahead with the head
+      chunk = asio::buffer(in_buffer.data(), static_cast<std::size_t>(std::min<std::uint64_t>(left, in_buffer.size())));
+    } else {
+      beast::get_lowest_layer(in).expires_after(read_timeout);
+      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size()));
+      auto [read_ec, n] = co_await in.async_read_some(asio::buffer(buffer.data(), want), use_nothrow);
+      if (read_ec) co_return fail(RelayResult::Failed::Reading, read_ec == asio::error::eof ? http::error::partial_message : read_ec);
+      chunk = asio::buffer(buffer.data(), n);
+    }
+    beast::get_lowest_layer(out).expires_after(write_timeout);
+    auto [write_ec, written] = co_await asio::async_write(out, chunk, use_nothrow);
+    result.bytes_written += written;
+    if (write_ec) co_return fail(RelayResult::Failed::Writing, write_ec);
+    if (chunk.data() == in_buffer.data().data()) in_buffer.consume(written);
+    left -= written;
+  }
+  co_return result;
+}
+
 template <bool isRequest, class InStream, class OutStream>
 asio::awaitable<RelayResult> relay_message(InStream& in, beast::flat_buffer& in_buffer,
                                            http::parser<isRequest, http::buffer_body>& parser,
                                            OutStream& out, std::chrono::milliseconds read_timeout,
                                            std::chrono::milliseconds write_timeout) {
+  if (parser.is_header_done() && !parser.is_done() && !parser.chunked() && parser.content_length()) {
+    co_return co_await relay_sized_message(in, in_buffer, parser, out, read_timeout, write_timeout);
+  }
   RelayResult result;
   std::array<char, kRelayBufferBytes> buffer;
   http::serializer<isRequest, http::buffer_body> serializer{parser.get()};

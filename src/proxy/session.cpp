@@ -101,6 +101,7 @@ asio::awaitable<void> Session::run() {
   }
   bool first = true;
   for (;;) {
+    co_await keep_pace_with_audit_writer();
     RequestParser parser;
     const bool have_request = co_await read_request(parser, first);
     if (!have_request) co_return;
@@ -111,6 +112,23 @@ asio::awaitable<void> Session::run() {
     }
     const bool keep_alive = co_await serve_request(parser);
     if (!keep_alive) co_return;
+  }
+}
+
+// Refusals are logged without waiting for their commit, so a flood of them
+// could outrun the audit writer and grow its queue (memory) without bound.
+// Past kBacklogHigh uncommitted events a session waits, before reading its
+// next request, until the writer is down to kBacklogLow. Bounded, so a
+// wedged writer cannot park sessions for good (their decisions fail closed
+// on the commit anyway).
+asio::awaitable<void> Session::keep_pace_with_audit_writer() {
+  static constexpr std::size_t kBacklogHigh = 2048, kBacklogLow = 1024;
+  const auto& audit = worker_.shared.audit;
+  if (audit.backlog() < kBacklogHigh) co_return;
+  asio::steady_timer timer(client_.get_executor());
+  for (int waited_ms = 0; waited_ms < 1000 && audit.backlog() >= kBacklogLow; ++waited_ms) {
+    timer.expires_after(std::chrono::milliseconds(1));
+    co_await timer.async_wait(use_nothrow);
   }
 }
 

@@ -101,6 +101,7 @@ class Session {
   /// connection before the worker has read the answer.
   boost::asio::awaitable<void> linger_close();
   boost::asio::awaitable<bool> serve_request(RequestParser& parser);
+  boost::asio::awaitable<void> keep_pace_with_audit_writer();
   boost::asio::awaitable<void> serve_connect(RequestParser& parser);
   boost::asio::awaitable<void> refuse_unreadable(beast::error_code ec);
   /// Decides the attempt; a refusal's decision event is queued here.

@@ -85,6 +85,10 @@ class AuditStore {
 
   /// False after a failed commit until a commit succeeds again.
   virtual bool healthy() const = 0;
+  /// Events queued or being written, not yet committed. Cheap (an atomic):
+  /// sessions read it between requests to slow down while the writer
+  /// catches up, so a flood of refusals cannot grow the queue without bound.
+  virtual std::size_t backlog() const = 0;
 
   virtual StoreStats stats() const = 0;
 };
