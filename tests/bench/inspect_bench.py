@@ -18,9 +18,11 @@ Scenarios, interleaved per round so ratios hold on a busy machine:
   inspected  through egress, CONNECT inspected (two handshakes in egress)
 and a latency pass at concurrency 1 (median/p99 added over direct).
 
-The side-by-side comparison with mitmproxy runs in ../shared/bench
-(peers.sh, scenario connect-new-tunnel with mitmproxy-intercept); this
-script does not start mitmproxy.
+  mitmproxy  through mitmdump 8 intercepting (Debian's mitmproxy, started
+             here like ../shared/bench's mitmproxy-intercept peer:
+             ssl_insecure towards the self-signed upstream, which it
+             reaches by IP since it cannot use egress's static names)
+             — skipped with --no-mitmproxy or when mitmdump is missing.
 
     python3 tests/bench/inspect_bench.py --egress build/egress [--duration 4] [--concurrency 50] [--rounds 3]
 """
@@ -129,6 +131,18 @@ def start_egress(egress, tmp, upstream_ca, admin):
     raise RuntimeError("egress did not start; see %s/egress.log" % tmp)
 
 
+def start_mitmproxy(tmp):
+    """mitmdump intercepting TLS, as the shared bench runs it; (proc, address)."""
+    port = free_port()
+    proc = subprocess.Popen(["mitmdump", "--listen-host", "127.0.0.1", "-p", str(port),
+                             "--set", "confdir=" + os.path.join(tmp, "mitmproxy"), "--set", "ssl_insecure=true",
+                             "--set", "flow_detail=0", "--set", "termlog_verbosity=warn",
+                             "--set", "stream_large_bodies=1m"],
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "mitmproxy.log"), "w"))
+    wait_for_port(port, timeout=30)
+    return proc, "127.0.0.1:%d" % port
+
+
 def build_loadgen(tmp):
     out = os.path.join(tmp, "loadgen")
     env = dict(os.environ, GOFLAGS="-mod=mod", GOCACHE=os.path.join(tmp, "gocache"), GO111MODULE="off")
@@ -162,6 +176,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-requests", type=int, default=300, help="requests per scenario at concurrency 1")
     parser.add_argument("--out", help="also write the results as JSON to this file")
+    parser.add_argument("--no-mitmproxy", action="store_true", help="do not measure mitmproxy alongside")
     options = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="egress-inspect-bench-")
@@ -175,12 +190,16 @@ def main():
         admin = "127.0.0.1:%d" % free_port()
         egress, proxy = start_egress(os.path.abspath(options.egress), tmp, upstream_cert, admin)
         procs.append(egress)
-        scenarios = {
-            "direct": ("https://127.0.0.1:%d/1k" % port, None),
-            "tunnel": ("https://tunnel.test:%d/1k" % port, proxy),
-            "inspected": ("https://allowed.test:%d/1k" % port, proxy),
+        scenarios = {  # name: (url, proxy, pid whose CPU is measured)
+            "direct": ("https://127.0.0.1:%d/1k" % port, None, None),
+            "tunnel": ("https://tunnel.test:%d/1k" % port, proxy, egress.pid),
+            "inspected": ("https://allowed.test:%d/1k" % port, proxy, egress.pid),
         }
-        for name, (url, via) in scenarios.items():  # warm-up, and a check that each works
+        if not options.no_mitmproxy and shutil.which("mitmdump"):
+            mitm, mitm_proxy = start_mitmproxy(tmp)
+            procs.append(mitm)
+            scenarios["mitmproxy"] = ("https://127.0.0.1:%d/1k" % port, mitm_proxy, mitm.pid)
+        for name, (url, via, _) in scenarios.items():  # warm-up, and a check that each works
             result = load(loadgen, url, via, 2, 0.5)
             if result["status"].get("200", 0) == 0:
                 raise RuntimeError("%s: no 200 in the warm-up: %s" % (name, result))
@@ -189,18 +208,19 @@ def main():
         for round_number in range(options.rounds):
             order = list(scenarios) if round_number % 2 == 0 else list(reversed(scenarios))
             for name in order:
-                url, via = scenarios[name]
-                cpu_before = cpu_seconds(egress.pid)
+                url, via, pid = scenarios[name]
+                cpu_before = cpu_seconds(pid) if pid else 0
                 result = load(loadgen, url, via, options.concurrency, options.duration)
-                cpu = cpu_seconds(egress.pid) - cpu_before
+                cpu = cpu_seconds(pid) - cpu_before if pid else 0
                 ok = result["status"].get("200", 0)
                 runs[name].append({"rps": ok / result["elapsed_s"], "ok": ok, "bad": result["requests"] - ok,
-                                   "cpu_us_per_req": cpu * 1e6 / ok if ok and via else None,
+                                   "cpu_us_per_req": cpu * 1e6 / ok if ok and pid else None,
                                    "p50_ms": result["latency_ms"]["p50"], "p99_ms": result["latency_ms"]["p99"]})
 
         latency = {}
-        for name in ("direct", "inspected", "tunnel"):
-            url, via = scenarios[name]
+        latency_scenarios = [n for n in ("direct", "inspected", "tunnel", "mitmproxy") if n in scenarios]
+        for name in latency_scenarios:
+            url, via, _ = scenarios[name]
             result = subprocess.run([loadgen, "-url", url, "-c", "1", "-n", str(options.latency_requests),
                                      "-duration", "60s", "-keepalive=false"] + (["-proxy", via] if via else []),
                                     capture_output=True, text=True, timeout=120)
@@ -211,7 +231,7 @@ def main():
         print("\nnew HTTPS connections through egress (GET /1k, new TCP + TLS per request), c=%d, %gs x %d rounds"
               % (options.concurrency, options.duration, options.rounds))
         print("%-10s %12s %10s %10s %10s %14s %8s" % ("scenario", "conn/s", "×direct", "p50 ms", "p99 ms",
-                                                       "egress µs/conn", "bad"))
+                                                       "proxy µs/conn", "bad"))
         direct_rps = [r["rps"] for r in runs["direct"]]
         for name in scenarios:
             rs = runs[name]
@@ -226,7 +246,7 @@ def main():
                                                                  summary[name]["p99_ms"], cpu_text, summary[name]["bad"]))
         print("\nlatency at concurrency 1 (%d requests each): median / p99 ms, added over direct"
               % options.latency_requests)
-        for name in ("tunnel", "inspected"):
+        for name in latency_scenarios[1:]:
             added50 = latency[name]["p50"] - latency["direct"]["p50"]
             added99 = latency[name]["p99"] - latency["direct"]["p99"]
             summary[name]["added_latency_ms"] = {"p50": added50, "p99": added99}
@@ -234,6 +254,10 @@ def main():
                   % (name, latency[name]["p50"], latency[name]["p99"], latency["direct"]["p50"],
                      latency["direct"]["p99"], added50, added99))
         print("\ncertificate cache: %d hits, %d misses" % (hits, misses))
+        if "mitmproxy" in summary:
+            print("inspected connections/s: egress %.0f, mitmproxy %.0f (%.1fx)"
+                  % (summary["inspected"]["conn_per_s"], summary["mitmproxy"]["conn_per_s"],
+                     summary["inspected"]["conn_per_s"] / summary["mitmproxy"]["conn_per_s"]))
         if options.out:
             with open(options.out, "w") as f:
                 json.dump({"summary": summary, "runs": runs, "latency": latency,

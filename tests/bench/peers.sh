@@ -41,12 +41,12 @@ cat >"$work/egress.yaml" <<'EOF'
 dns:
   hosts_file: false
   hosts: {allowed.test: [127.0.0.1], denied.test: [127.0.0.1]}
-log_level: warn
+log_level: info   # the canonical line per attempt: the harness's "access log"
 EOF
 
 "$root/build/egress" serve --config "$work/egress.yaml" --policy "$work/policy.yaml" \
   --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --audit-db "$work/audit.db" \
-  --audit-stream "$work/audit.jsonl" >"$work/egress.out" 2>"$work/egress.log" &
+  >"$work/egress.out" 2>"$work/egress.log" &
 egress_pid=$!
 stop_egress() { kill -TERM "$egress_pid" 2>/dev/null && wait "$egress_pid" 2>/dev/null || true; }
 trap 'stop_egress; rm -rf "$work"' EXIT
@@ -58,7 +58,7 @@ grep -q "egress listening" "$work/egress.out" || { cat "$work/egress.log" >&2; e
 
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 bash "$harness/peers.sh" --out "$out/peers-$stamp.jsonl" "egress=127.0.0.1:$port" \
-  --log "egress=$work/audit.jsonl" --pid "egress=$egress_pid" "$@" | tee "$out/peers-$stamp.txt"
+  --log "egress=$work/egress.log" --pid "egress=$egress_pid" "$@" | tee "$out/peers-$stamp.txt"
 
 # One decision event per request: egress's own counter (/metrics) and the
 # harness's request counts against the committed audit rows.
