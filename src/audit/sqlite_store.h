@@ -91,6 +91,8 @@ class SqliteAuditStore final : public AuditStore {
   std::condition_variable flushed_cv_;  // flush() waits: processed_ advanced
   std::deque<Pending> queue_;
   std::size_t in_flight_ = 0;
+  std::size_t waited_for_ = 0;   // queued events with a callback (a session waits on it)
+  int flushing_ = 0;             // flush() calls waiting
   std::uint64_t accepted_ = 0;   // events ever queued
   std::uint64_t processed_ = 0;  // events whose callbacks have run
   bool stopping_ = false;

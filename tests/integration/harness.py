@@ -233,11 +233,12 @@ def fill_filesystem(directory):
     (bounded: 4 GiB at most, far past the test's small tmpfs); returns its
     path so the test can free the space again."""
     path = os.path.join(directory, "filler")
-    with open(path, "wb") as f:
+    # Unbuffered: a buffered file would retry the failed tail when closed
+    # and raise ENOSPC from close().
+    with open(path, "wb", buffering=0) as f:
         try:
             for _ in range(1 << 16):
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return path
