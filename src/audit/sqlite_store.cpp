@@ -17,6 +17,8 @@ namespace egress::audit {
 /// How long events nobody waits on may wait for others to share their
 /// transaction (see SqliteAuditStore::run()).
 constexpr std::chrono::milliseconds kLingerForCompany{2};
+/// How often an unhealthy store with nothing to write tries a probe commit.
+constexpr std::chrono::milliseconds kProbeInterval{1000};
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -82,6 +84,10 @@ SqliteAuditStore::SqliteAuditStore(const StoreOptions& options) : options_(optio
        options_.path, "cannot set PRAGMA synchronous");
   // Checkpoints run on their own thread (checkpointer.h), not inside commits.
   exec(db, "PRAGMA wal_autocheckpoint=0", options_.path, "cannot turn off automatic checkpoints");
+
+  StmtPtr version = prepare(db, "PRAGMA user_version", options_.path);
+  if (sqlite3_step(version.get()) == SQLITE_ROW) schema_version_ = sqlite3_column_int(version.get(), 0);
+  version.reset();
 
   insert_ = prepare(db, kInsertSql, options_.path);
   chain_head_ = prepare(db, kChainHeadSql, options_.path);
@@ -172,7 +178,18 @@ void SqliteAuditStore::run() {
   batch.reserve(std::min<std::size_t>(options_.max_batch, 4096));
   std::unique_lock lock(mu_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+    const auto has_work = [&] { return !queue_.empty() || stopping_; };
+    if (healthy_.load()) {
+      work_cv_.wait(lock, has_work);
+    } else if (!work_cv_.wait_for(lock, kProbeInterval, has_work)) {
+      // Unhealthy and idle: find out whether the disk has room again
+      // without waiting for traffic (a load balancer that stops sending
+      // it while /readyz says 503 would otherwise never see it recover).
+      lock.unlock();
+      probe();
+      lock.lock();
+      continue;
+    }
     if (queue_.empty()) return;  // stopping, and everything is processed
     // Events nobody waits on (close events, refusals) linger up to
     // kLingerForCompany for others: a transaction costs about ten page
@@ -216,12 +233,7 @@ void SqliteAuditStore::process(std::vector<Pending>& batch) {
     ++commits_;
     committed_events_ += batch.size();
     last_commit_ms_ = std::chrono::duration<double, std::milli>(now - start).count();
-    if (!healthy_.exchange(true)) {
-      spdlog::info("audit: {}: commits succeed again after {} failed batch(es); healthy",
-                   options_.path, failures_since_log_);
-      failures_since_log_ = 0;
-      last_failure_log_ = {};
-    }
+    mark_healthy();
   } else {
     ++commit_failures_;
     ++failures_since_log_;
@@ -257,6 +269,26 @@ void SqliteAuditStore::process(std::vector<Pending>& batch) {
       spdlog::error("audit: event stream threw a non-exception");
     }
   }
+}
+
+void SqliteAuditStore::mark_healthy() {
+  if (healthy_.exchange(true)) return;
+  spdlog::info("audit: {}: commits succeed again after {} failed batch(es); healthy", options_.path,
+               failures_since_log_);
+  failures_since_log_ = 0;
+  last_failure_log_ = {};
+}
+
+void SqliteAuditStore::probe() {
+  // A write transaction that changes nothing but still appends page 1 to
+  // the WAL: it fails exactly when a commit of events would.
+  const std::string sql = "BEGIN IMMEDIATE; PRAGMA user_version = " + std::to_string(schema_version_) + "; COMMIT";
+  sqlite3* db = db_.get();
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK) {
+    mark_healthy();
+    return;
+  }
+  if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
 bool SqliteAuditStore::commit(const std::vector<Pending>& batch, std::vector<std::string>& lines,

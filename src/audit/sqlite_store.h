@@ -3,7 +3,8 @@
 //
 // STATES of the store (healthy_):
 //
-//   Healthy ──commit fails──> Unhealthy ──a later commit succeeds──> Healthy
+//   Healthy ──commit fails──> Unhealthy ──a later commit (or, when idle, a
+//                                          probe every second) succeeds──> Healthy
 //
 //   There is no "stopped on error" state: every batch is a fresh attempt,
 //   so a store whose disk filled up heals as soon as a commit goes through.
@@ -80,11 +81,14 @@ class SqliteAuditStore final : public AuditStore {
   bool commit(const std::vector<Pending>& batch, std::vector<std::string>& lines,
               std::string& error);
   bool check_invariants() const;  // mu_ held
+  void mark_healthy();            // writer thread
+  void probe();                   // writer thread: an empty write transaction; healthy if it commits
 
   const StoreOptions options_;
   DbPtr db_;            // declared before the statements, so closed after them
   StmtPtr insert_;      // the one INSERT, reused for every row
   StmtPtr chain_head_;  // SELECT hash of the newest row
+  int schema_version_ = 0;  // PRAGMA user_version, rewritten unchanged by probe()
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;     // writer waits: queue_ non-empty or stopping_
