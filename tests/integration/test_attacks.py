@@ -949,13 +949,15 @@ custom("exhaustion", "500 idle connections plus slowloris: an allowed request co
        run_idle_flood)
 
 
-def run_client_limit(ctx, case, instance, canary, marker):
-    """Contract: limits.max_connections_per_client (3 in instance L)."""
+def over_limit(ctx, case, instance, canary, marker, held_sources, source, which):
+    """Holds a connection from each of `held_sources`, then connects once
+    more from `source`: that one must get 503 with the case's reason, an
+    audit row, and nothing may reach the canary."""
     problems = []
-    held = [connect(instance.address, "127.0.2.1") for _ in range(3)]
+    held = [connect(instance.address, address) for address in held_sources]
     try:
         time.sleep(0.2)
-        s = connect(instance.address, "127.0.2.1")
+        s = connect(instance.address, source)
         client_addr = "%s:%d" % s.getsockname()
         try:
             s.sendall(fill(GET(b"allowed.test:{P}"), canary.port, ctx.upstream_port, marker))
@@ -964,37 +966,24 @@ def run_client_limit(ctx, case, instance, canary, marker):
         status, head, _ = read_response(s)
         s.close()
         if status != 503 or harness.header(head, "X-Egress-Reason") != case.spec["reason"]:
-            problems.append("the fourth connection got %s %r" % (status, head[:100]))
+            problems.append("the %s connection got %s %r" % (which, status, head[:100]))
         check_audit(problems, instance, harness.header(head, "X-Egress-Request-Id"), client_addr, case.spec["reason"])
         check_canary(problems, ctx, canary, marker)
     finally:
         for h in held:
             h.close()
     return problems
+
+
+def run_client_limit(ctx, case, instance, canary, marker):
+    """Contract: limits.max_connections_per_client (3 in instance L)."""
+    return over_limit(ctx, case, instance, canary, marker, ["127.0.2.1"] * 3, "127.0.2.1", "fourth")
 
 
 def run_global_limit(ctx, case, instance, canary, marker):
     """Contract: limits.max_connections (6 in instance L), from 3 clients."""
-    problems = []
-    held = [connect(instance.address, "127.0.3.%d" % (1 + i // 2)) for i in range(6)]
-    try:
-        time.sleep(0.2)
-        s = connect(instance.address, "127.0.3.9")
-        client_addr = "%s:%d" % s.getsockname()
-        try:
-            s.sendall(fill(GET(b"allowed.test:{P}"), canary.port, ctx.upstream_port, marker))
-        except OSError:
-            pass
-        status, head, _ = read_response(s)
-        s.close()
-        if status != 503 or harness.header(head, "X-Egress-Reason") != case.spec["reason"]:
-            problems.append("the seventh connection got %s %r" % (status, head[:100]))
-        check_audit(problems, instance, harness.header(head, "X-Egress-Request-Id"), client_addr, case.spec["reason"])
-        check_canary(problems, ctx, canary, marker)
-    finally:
-        for h in held:
-            h.close()
-    return problems
+    return over_limit(ctx, case, instance, canary, marker, ["127.0.3.%d" % (1 + i // 2) for i in range(6)],
+                      "127.0.3.9", "seventh")
 
 
 custom("exhaustion", "connections over the per-client limit", "L", run_client_limit, reason="client-connection-limit",
