@@ -244,6 +244,30 @@ def fill_filesystem(directory):
     return path
 
 
+def tunnel(proxy_address, authority, timeout=5):
+    """Opens a CONNECT tunnel through egress; returns (socket, status line)."""
+    host, port = proxy_address.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority.encode(), authority.encode()))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    return s, head.split(b"\r\n")[0].decode()
+
+
+def read_to_end(sock):
+    """Everything `sock` (a socket or a TLS socket) sends until it closes."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def curl(proxy, url, *args, timeout=30):
     """Runs curl through the proxy; returns (status, headers_text, body)."""
     out = subprocess.run(["curl", "-sS", "--noproxy", "", "-x", proxy, "-D", "-", "-o", "-", "--max-time", str(timeout),

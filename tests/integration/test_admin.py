@@ -48,12 +48,7 @@ def origin_form_request(proxy_address):
     host, port = proxy_address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = harness.read_to_end(s)
     return int(data.split()[1])
 
 

@@ -15,8 +15,8 @@ import subprocess
 import time
 
 import harness
-from harness import Egress, Upstream, curl, header
-from test_tunnel_sni import Canary, tunnel
+from harness import Egress, Upstream, curl, header, read_to_end, tunnel
+from test_tunnel_sni import Canary
 
 POLICY = """\
 version: 1
@@ -227,12 +227,7 @@ def check_tunnels(egress, check, workdir):
     try:
         with loose.wrap_socket(s, server_hostname=None) as t:
             t.sendall(b"GET /nosni HTTP/1.1\r\nHost: nosni.test\r\nConnection: close\r\n\r\n")
-            body = b""
-            while True:
-                data = t.recv(65536)
-                if not data:
-                    break
-                body += data
+            body = read_to_end(t)
         ok = b"hello from upstream /nosni" in body
     except (ssl.SSLError, OSError) as e:
         ok, body = False, repr(e).encode()

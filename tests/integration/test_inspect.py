@@ -12,14 +12,13 @@ end to end; the minted certificate verifies with `openssl verify`, carries
 the host's SAN and is reused from the cache (metric)."""
 import os
 import re
-import socket
 import ssl
 import subprocess
 import sys
 import urllib.request
 
 import harness
-from harness import Egress
+from harness import Egress, tunnel
 
 # allowed.test is an allow rule (as .huggingface.co would be), so a path
 # outside `paths` is refused with path-not-allowed; the internal cidr only
@@ -68,24 +67,10 @@ def issue(directory, name, ca, sans, days):
     return out
 
 
-def tunnel(proxy_address, authority):
-    """A CONNECT tunnel through egress: (socket, status line)."""
-    host, port = proxy_address.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=10)
-    s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority.encode(), authority.encode()))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
-        if not chunk:
-            break
-        head += chunk
-    return s, head.split(b"\r\n")[0].decode()
-
-
 def https_over(proxy_address, authority, context, server_hostname, request):
     """Sends `request` over TLS inside a CONNECT tunnel; returns
     (peer certificate DER, response bytes up to the close)."""
-    s, status = tunnel(proxy_address, authority)
+    s, status = tunnel(proxy_address, authority, timeout=10)
     if not status.startswith("HTTP/1.1 200"):
         s.close()
         raise AssertionError("CONNECT refused: " + status)

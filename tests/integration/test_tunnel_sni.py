@@ -7,7 +7,7 @@ import ssl
 import threading
 
 import harness
-from harness import Egress
+from harness import Egress, read_to_end, tunnel
 
 POLICY = harness.ALLOWED_TEST_POLICY
 
@@ -50,20 +50,6 @@ class Canary:
         self.sock.close()
 
 
-def tunnel(proxy_address, authority):
-    """Opens a CONNECT tunnel; returns (socket, status line)."""
-    host, port = proxy_address.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=5)
-    s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority.encode(), authority.encode()))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
-        if not chunk:
-            break
-        head += chunk
-    return s, head.split(b"\r\n")[0].decode()
-
-
 def closed_by_peer(s):
     try:
         s.settimeout(5)
@@ -86,12 +72,7 @@ def run(workdir, results):
     s, status = tunnel(egress.address, "allowed.test:%d" % tls.port)
     with context.wrap_socket(s, server_hostname="allowed.test") as t:
         t.sendall(b"GET /sni HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n")
-        body = b""
-        while True:
-            data = t.recv(65536)
-            if not data:
-                break
-            body += data
+        body = read_to_end(t)
     check("matching SNI: the tunnel works", status.startswith("HTTP/1.1 200") and b"hello from upstream /sni" in body,
           status)
 
