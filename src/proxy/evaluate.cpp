@@ -5,6 +5,8 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
+#include "proxy/origin_form.h"
+
 namespace egress::proxy {
 namespace {
 
@@ -112,9 +114,7 @@ ParsedTarget parse_absolute_target(std::string_view target) {
     if (port == 0 || std::to_string(port) != url.port()) return refuse(Reason::BadRequest, "the port must be 1-65535");
     out.target.port = port;
   }
-  out.path = url.encoded_path().empty() ? "/" : std::string(url.encoded_path());
-  out.origin_form = out.path;
-  if (url.has_query()) out.origin_form += "?" + std::string(url.encoded_query());
+  set_path_and_origin_form(out, url);
 
   ParsedTarget result;
   result.request = std::move(out);

@@ -10,6 +10,7 @@
 #include <boost/url/url_view.hpp>
 
 #include "proxy/audit_events.h"
+#include "proxy/origin_form.h"
 #include "proxy/http_rules.h"
 #include "proxy/relay.h"
 
@@ -355,9 +356,7 @@ ParsedTarget parse_inspected_target(std::string_view request_target, std::string
   } else if (auto why = authority_mismatch(host_header, tunnel); !why.empty()) {
     return refuse_target(421, Reason::HostMismatch, std::move(why));
   }
-  out.path = url.encoded_path().empty() ? "/" : std::string(url.encoded_path());
-  out.origin_form = out.path;
-  if (url.has_query()) out.origin_form += "?" + std::string(url.encoded_query());
+  set_path_and_origin_form(out, url);
   ParsedTarget result;
   result.request = std::move(out);
   return result;
