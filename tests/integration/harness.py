@@ -228,6 +228,27 @@ class Egress:
         return 0
 
 
+@contextlib.contextmanager
+def small_audit_disk(workdir, size="4m"):
+    """A `size` tmpfs at WORKDIR/small that holds the audit database, for
+    full-disk tests (needs root). Yields (home, mnt, db): `home` is the
+    directory to give Egress; its audit.db is a symlink to `db` on the tmpfs
+    (SQLite follows it and keeps -wal beside the real file), so the log and
+    config stay on the big disk. Unmounted on exit."""
+    mnt = os.path.join(workdir, "small")
+    os.makedirs(mnt)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", mnt], check=True)
+    try:
+        home = os.path.join(workdir, "serve")
+        os.makedirs(home)
+        db = os.path.join(mnt, "audit.db")
+        open(db, "wb").close()
+        os.symlink(db, os.path.join(home, "audit.db"))
+        yield home, mnt, db
+    finally:
+        subprocess.run(["umount", mnt], check=False)
+
+
 def fill_filesystem(directory):
     """Writes a filler file in `directory` until its filesystem is full
     (bounded: 4 GiB at most, far past the test's small tmpfs); returns its

@@ -187,36 +187,27 @@ def run(workdir, results):
     if os.geteuid() != 0:
         check("running as root (needed to mount a tmpfs)", False)
         return
-    mnt = os.path.join(workdir, "small")
-    os.makedirs(mnt)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt], check=True)
     cert = harness.make_upstream_cert(workdir)
     plain = Upstream()
     tls = Upstream(tls_dir=workdir)
     egress = None
-    try:
-        # The audit database lives on the tmpfs (as in test_audit_diskfull).
-        home = os.path.join(workdir, "serve")
-        os.makedirs(home)
-        db = os.path.join(mnt, "audit.db")
-        open(db, "wb").close()
-        os.symlink(db, os.path.join(home, "audit.db"))
-        admin = "127.0.0.1:%d" % free_port()
-        egress = Egress(home, POLICY, hosts={"allowed.test": "127.0.0.1"}, extra_args=("--admin-listen", admin))
-        check("the log names the admin address", "admin listener on http://" + admin in egress.log_text(),
-              egress.log_text()[-300:])
-        check_traffic_counters(check, egress, admin, plain, tls, cert)
-        check_endpoints(check, admin)
-        check_dns_readiness(check, egress, admin, plain)
-        check_audit_readiness(check, egress, admin, plain, mnt)
-        check_admin_address_in_use(check, egress, admin)
-        check("egress stops cleanly", egress.stop() == 0)
-    finally:
-        if egress is not None:
-            egress.stop()
-        plain.close()
-        tls.close()
-        subprocess.run(["umount", mnt], check=False)
+    with harness.small_audit_disk(workdir) as (home, mnt, _):  # the audit database on a tmpfs
+        try:
+            admin = "127.0.0.1:%d" % free_port()
+            egress = Egress(home, POLICY, hosts={"allowed.test": "127.0.0.1"}, extra_args=("--admin-listen", admin))
+            check("the log names the admin address", "admin listener on http://" + admin in egress.log_text(),
+                  egress.log_text()[-300:])
+            check_traffic_counters(check, egress, admin, plain, tls, cert)
+            check_endpoints(check, admin)
+            check_dns_readiness(check, egress, admin, plain)
+            check_audit_readiness(check, egress, admin, plain, mnt)
+            check_admin_address_in_use(check, egress, admin)
+            check("egress stops cleanly", egress.stop() == 0)
+        finally:
+            if egress is not None:
+                egress.stop()
+            plain.close()
+            tls.close()
 
 
 if __name__ == "__main__":
