@@ -24,6 +24,7 @@ import threading
 import time
 
 EGRESS = None  # path to the binary, set by main()
+STARTED = []   # every Egress started; main() stops those a failed test left running
 
 # The policy most tests need: allowed.test (a loopback upstream) is internal,
 # on any port, and everything else is refused.
@@ -174,6 +175,7 @@ class Egress:
             [EGRESS, "serve", "--config", self.config, "--policy", self.policy, "--audit-db", self.db,
              "--listen", "127.0.0.1:0", "--threads", "2", *extra_args],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
+        STARTED.append(self)
         self.address = self._await_listening()
         self.proxy = "http://" + self.address
 
@@ -358,5 +360,7 @@ def main(run):
         traceback.print_exc()
         results.check("test ran to completion", False, repr(e))
     finally:
+        for egress in STARTED:  # a test that raised may not have stopped its own
+            egress.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     sys.exit(results.finish())
