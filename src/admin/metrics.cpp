@@ -156,6 +156,10 @@ void Metrics::count_tls_handshake_failure(TlsStage stage) {
   tls_failures_[static_cast<std::size_t>(stage)].fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::count_upstream_tls(bool reused) {
+  (reused ? upstream_tls_reused_ : upstream_tls_new_).fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::count_lookup(const dns::Resolution& resolution, std::chrono::nanoseconds took) {
   constexpr auto relaxed = std::memory_order_relaxed;
   if (resolution.from_cache) {
@@ -303,6 +307,10 @@ void Metrics::write_family(std::string& out, const MetricInfo& info, const Serve
     case MetricId::TlsHandshakeFailures:
       sample(out, name, {"stage", "client"}, load(tls_failures_[static_cast<std::size_t>(TlsStage::Client)]));
       sample(out, name, {"stage", "upstream"}, load(tls_failures_[static_cast<std::size_t>(TlsStage::Upstream)]));
+      break;
+    case MetricId::TlsUpstreamConnections:
+      sample(out, name, {"reused", "no"}, load(upstream_tls_new_));
+      sample(out, name, {"reused", "yes"}, load(upstream_tls_reused_));
       break;
     case MetricId::PolicyLoaded:
       sample(out, name, {}, std::uint64_t{serve && serve->policy_loaded ? 1u : 0u});

@@ -17,8 +17,11 @@ namespace egress::proxy {
 
 struct RequestTarget;
 
-/// A fresh, unique request id: 16 hex characters (64 random bits), so ids
-/// from several replicas can share one log.
+inline constexpr std::size_t kRequestIdLength = 24;
+
+/// A fresh, unique request id: 24 lower-case hex characters, the creation
+/// time in milliseconds (11) and then 52 random bits (13), so ids sort by
+/// time and ids from several replicas can share one log.
 std::string new_request_id();
 
 class Attempt {

@@ -19,8 +19,6 @@ namespace {
 
 using namespace asio::experimental::awaitable_operators;
 using policy::Reason;
-// flat_stream coalesces Beast's small head/body buffers into one TLS record.
-using TlsStream = beast::flat_stream<asio::ssl::stream<beast::tcp_stream&>>;
 using RequestParser = http::request_parser<http::buffer_body>;
 
 std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint) {
@@ -87,25 +85,46 @@ bool is_quiet_end(const beast::error_code& ec) {
          ec == beast::error::timeout;
 }
 
+/// A failure that a connection closed by its upstream while it sat in the
+/// pool gives on first use (and that no live upstream gives before its
+/// response has begun).
+bool is_closed_connection(const beast::error_code& ec) {
+  return ec == asio::error::eof || ec == http::error::end_of_stream || ec == asio::ssl::error::stream_truncated ||
+         ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
+}
+
+int status_for(Reason upstream_failure) { return upstream_failure == Reason::UpstreamTimeout ? 504 : 502; }
+
+/// TLS over a connected TCP stream to the tunnel's upstream, handshake still
+/// to do. Throws tls::CaError.
+UpstreamTlsPtr tls_to_upstream(const InspectedTunnel& args, beast::tcp_stream tcp, asio::ip::tcp::endpoint endpoint) {
+  const auto& host = args.target.target.host;
+  return std::make_unique<UpstreamTls>(std::move(tcp),
+                                       args.worker.shared.inspection->new_upstream_ssl(host.host, host.type != policy::HostType::Name),
+                                       authority_of(args.target.target, 0), std::move(endpoint));
+}
+
 class Inspector {
  public:
-  Inspector(const InspectedTunnel& args, tls::SslPtr client_ssl, tls::SslPtr upstream_ssl)
+  /// `upstream` is handshaken when `pooled`.
+  Inspector(InspectedTunnel& args, tls::SslPtr client_ssl, UpstreamTlsPtr upstream, bool pooled)
       : args_(args),
         limits_(args.worker.shared.config.limits),
         client_(args.client, client_ssl.release()),
-        upstream_(args.upstream, upstream_ssl.release()) {}
+        upstream_(std::move(upstream)),
+        upstream_pooled_(pooled) {}
 
   asio::awaitable<void> run(Attempt::Outcome& outcome) {
     const bool shaken = co_await handshake(outcome);
-    if (!shaken) co_return;
-    const auto active = admin::metrics().track_tunnel();
-    bool first = true;
-    for (;;) {
-      const bool keep_alive = co_await serve_request(first);
-      first = false;
-      if (!keep_alive) break;
+    if (shaken) {
+      const auto active = admin::metrics().track_tunnel();
+      for (bool first = true;; first = false) {
+        const bool keep_alive = co_await serve_request(first);
+        if (!keep_alive) break;
+      }
+      co_await close_client();
     }
-    co_await close_client();
+    if (upstream_reusable_) args_.worker.upstream_tls.put(std::move(upstream_), std::chrono::steady_clock::now());
   }
 
  private:
@@ -117,19 +136,33 @@ class Inspector {
     co_return ec;
   }
 
+  /// The handshake of a new upstream connection; on failure the reason is
+  /// noted for the worker's first request (and the tunnel's close row).
   asio::awaitable<beast::error_code> upstream_handshake() {
-    beast::get_lowest_layer(upstream_).expires_after(limits_.connect_timeout);
-    auto [ec] = co_await upstream_.next_layer().async_handshake(asio::ssl::stream_base::client, use_nothrow);
+    upstream_->tcp().expires_after(limits_.connect_timeout);
+    auto [ec] = co_await upstream_->stream().next_layer().async_handshake(asio::ssl::stream_base::client, use_nothrow);
+    if (ec) {
+      note_upstream_failure(ec);
+    } else {
+      upstream_reusable_ = true;
+      admin::metrics().count_upstream_tls(false);
+    }
     co_return ec;
   }
 
-  /// Both handshakes at once (the worker waits for one round trip less).
-  /// False when the tunnel is over: the worker's side failed.
+  /// The worker's handshake, and a new upstream connection's at the same
+  /// time (the worker waits for one round trip less). False when the
+  /// tunnel is over: the worker's side failed.
   asio::awaitable<bool> handshake(Attempt::Outcome& outcome) {
-    auto [client_ec, upstream_ec] = co_await (client_handshake() && upstream_handshake());
-    if (upstream_ec) {
-      note_upstream_failure(upstream_ec);
-      outcome.error = args_.tunnel.error_text();
+    beast::error_code client_ec;
+    if (upstream_pooled_) {
+      admin::metrics().count_upstream_tls(true);
+      upstream_reusable_ = true;
+      client_ec = co_await client_handshake();
+    } else {
+      auto [client_result, upstream_ec] = co_await (client_handshake() && upstream_handshake());
+      client_ec = client_result;
+      if (upstream_ec) outcome.error = args_.tunnel.error_text();
     }
     if (!client_ec) co_return true;
     admin::metrics().count_tls_handshake_failure(admin::Metrics::TlsStage::Client);
@@ -149,7 +182,7 @@ class Inspector {
 
   void note_upstream_failure(const beast::error_code& ec) {
     admin::metrics().count_tls_handshake_failure(admin::Metrics::TlsStage::Upstream);
-    const auto verify = tls::verification_error(upstream_.next_layer().native_handle());
+    const auto verify = tls::verification_error(upstream_->stream().next_layer().native_handle());
     if (!verify.empty()) {
       upstream_reason_ = Reason::UpstreamCertInvalid;
       upstream_error_ = "the certificate of " + args_.target.target.host.host + " failed verification: " + verify;
@@ -160,6 +193,34 @@ class Inspector {
     args_.tunnel.set_failure(*upstream_reason_, upstream_error_);
     spdlog::warn("inspected tunnel {} to {}: {}", args_.tunnel.request_id(), args_.tunnel.host(),
                  args_.tunnel.error_text());
+  }
+
+  /// Replaces a pooled connection that turned out closed: a new TCP
+  /// connection to one of the tunnel's checked addresses and a verified
+  /// handshake. False (the reason noted) when that fails.
+  asio::awaitable<bool> reopen_upstream() {
+    upstream_.reset();
+    upstream_reusable_ = upstream_pooled_ = false;
+    beast::tcp_stream tcp(co_await asio::this_coro::executor);
+    tcp.expires_after(limits_.connect_timeout);
+    auto [ec, endpoint] = co_await tcp.async_connect(args_.endpoints, use_nothrow);
+    if (ec) {
+      const bool timed_out = ec == beast::error::timeout;
+      upstream_reason_ = timed_out ? Reason::UpstreamTimeout : Reason::UpstreamUnreachable;
+      upstream_error_ = "connecting to " + authority_of(args_.target.target, 0) + ": " +
+                        (timed_out ? std::string("timed out") : ec.message());
+      co_return false;
+    }
+    tcp.socket().set_option(asio::ip::tcp::no_delay(true));
+    try {
+      upstream_ = tls_to_upstream(args_, std::move(tcp), endpoint);
+    } catch (const tls::CaError& e) {
+      upstream_reason_ = Reason::UpstreamUnreachable;
+      upstream_error_ = std::string("preparing TLS towards the upstream: ") + e.what();
+      co_return false;
+    }
+    const auto handshake_ec = co_await upstream_handshake();
+    co_return !handshake_ec;
   }
 
   /// One request: false when the connection is over.
@@ -199,15 +260,16 @@ class Inspector {
     }
     const RequestTarget& target = *parsed.request;
     attempt.set_target(target);
-    attempt.set_upstream(endpoint_text(args_.upstream_endpoint));
+    const auto upstream_endpoint = upstream_ ? upstream_->endpoint() : args_.fresh_endpoint;
+    attempt.set_upstream(endpoint_text(upstream_endpoint));
     // Methods and paths are visible now. The addresses were resolved and
-    // checked for the CONNECT; the inner request is checked against the one
+    // checked for the CONNECT; the inner request is checked against the
     // address this tunnel is connected to (invariant 3: no new lookup).
     const policy::DecideArgs decide_args{target.target, policy::RequestKind::Inspected, request.method_string(),
                                          target.path, attempt.role()};
     auto decision = policy.decide(decide_args);
     if (decision.needs_addresses) {
-      const policy::IpAddress address = to_policy_address(args_.upstream_endpoint.address());
+      const policy::IpAddress address = to_policy_address(upstream_endpoint.address());
       decision = policy.check_addresses(decision, decide_args, std::span<const policy::IpAddress>(&address, 1));
     }
     attempt.set_decision(decision);
@@ -223,73 +285,97 @@ class Inspector {
     }
     if (upstream_reason_) {
       attempt.set_failure(*upstream_reason_, upstream_error_);
-      co_return co_await refuse(attempt, *upstream_reason_ == Reason::UpstreamTimeout ? 504 : 502, version, false);
+      co_return co_await refuse(attempt, status_for(*upstream_reason_), version, false);
     }
     co_return co_await forward(attempt, parser, target);
+  }
+
+  using ResponseParser = http::response_parser<http::buffer_body>;
+
+  /// Reads the final response head into `response`; interim 1xx responses
+  /// are dropped, as in plain HTTP forwarding. `interim` counts them.
+  asio::awaitable<beast::error_code> read_response_head(std::optional<ResponseParser>& response, bool head_request,
+                                                        int& interim) {
+    for (;; ++interim) {
+      response.emplace();
+      response->header_limit(64 * 1024);
+      response->body_limit(boost::none);
+      if (head_request) response->skip(true);
+      upstream_->tcp().expires_after(limits_.upstream_timeout);
+      auto [ec, n] = co_await http::async_read_header(upstream_->stream(), upstream_->buffer(), *response, use_nothrow);
+      if (ec) co_return ec;
+      const auto status = response->get().result_int();
+      if (status < 100 || status >= 200 || status == 101) co_return ec;
+    }
   }
 
   asio::awaitable<bool> forward(Attempt& attempt, RequestParser& parser, const RequestTarget& target) {
     auto& request = parser.get();
     const unsigned version = request.version();
     const bool client_keep_alive = request.keep_alive();
+    const bool head_request = request.method() == http::verb::head;
     if (beast::iequals(request[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       co_await asio::async_write(client_, asio::buffer(kContinue), use_nothrow);
     }
     prepare_upstream_request(request, target);
+    // Only a request without a body can go out twice: a body streams
+    // through from the worker and is gone once sent.
+    bool may_resend = upstream_pooled_ && parser.is_done();
+    upstream_reusable_ = false;  // until a response has been relayed whole
     Attempt::Outcome outcome;
-    auto sent = co_await relay_message(client_, client_buffer_, parser, upstream_, limits_.idle_timeout,
-                                       limits_.upstream_timeout);
-    outcome.bytes_up = sent.bytes_written;
-    if (sent.failed != RelayResult::Failed::Nothing) {
+    std::optional<ResponseParser> response;
+    for (;;) {
+      auto sent = co_await relay_message(client_, client_buffer_, parser, upstream_->stream(), limits_.idle_timeout,
+                                         limits_.upstream_timeout);
+      outcome.bytes_up = sent.bytes_written;
       if (sent.failed == RelayResult::Failed::Reading) {
         outcome.error = "reading the request body: " + sent.ec.message();
         record_close(args_.worker, attempt, outcome);
         co_return false;
       }
-      attempt.set_failure(Reason::UpstreamUnreachable, "sending the request upstream: " + sent.ec.message());
-      co_return co_await refuse(attempt, 502, version, false);
-    }
-    co_return co_await relay_response(attempt, request.method() == http::verb::head, version, client_keep_alive,
-                                      outcome);
-  }
-
-  asio::awaitable<bool> relay_response(Attempt& attempt, bool head_request, unsigned version, bool client_keep_alive,
-                                       Attempt::Outcome& outcome) {
-    // Interim 1xx responses are dropped, as in plain HTTP forwarding.
-    std::optional<http::response_parser<http::buffer_body>> response;
-    for (;;) {
-      response.emplace();
-      response->header_limit(64 * 1024);
-      response->body_limit(boost::none);
-      if (head_request) response->skip(true);
-      beast::get_lowest_layer(upstream_).expires_after(limits_.upstream_timeout);
-      auto [ec, n] = co_await http::async_read_header(upstream_, upstream_buffer_, *response, use_nothrow);
-      if (ec) {
-        const bool timed_out = ec == beast::error::timeout;
-        attempt.set_failure(timed_out ? Reason::UpstreamTimeout : Reason::UpstreamUnreachable,
-                            "reading the upstream response: " + (timed_out ? std::string("timed out") : ec.message()));
-        co_return co_await refuse(attempt, timed_out ? 504 : 502, version, false);
+      int interim = 0;
+      const auto ec = sent.failed == RelayResult::Failed::Writing
+                          ? sent.ec
+                          : co_await read_response_head(response, head_request, interim);
+      if (!ec) break;
+      if (may_resend && interim == 0 && upstream_->buffer().size() == 0 && is_closed_connection(ec)) {
+        may_resend = false;
+        spdlog::debug("inspected request {}: the pooled connection to {} was closed ({}); sending again on a new one",
+                      attempt.request_id(), upstream_->key(), ec.message());
+        const bool reopened = co_await reopen_upstream();
+        if (reopened) continue;
+        attempt.set_failure(*upstream_reason_, upstream_error_);
+        co_return co_await refuse(attempt, status_for(*upstream_reason_), version, false);
       }
-      const auto status = response->get().result_int();
-      if (status < 100 || status >= 200 || status == 101) break;
+      const bool timed_out = ec == beast::error::timeout;
+      const auto reason = timed_out ? Reason::UpstreamTimeout : Reason::UpstreamUnreachable;
+      const std::string what = sent.failed == RelayResult::Failed::Writing ? "sending the request upstream: "
+                                                                            : "reading the upstream response: ";
+      attempt.set_failure(reason, what + (timed_out ? std::string("timed out") : ec.message()));
+      co_return co_await refuse(attempt, status_for(reason), version, false);
     }
+    upstream_pooled_ = false;
     auto& head = response->get();
-    // The upstream connection is this tunnel's only one: when it cannot
-    // carry another request, the worker's connection ends with it.
+    // The tunnel has this one upstream connection: when it cannot carry
+    // another request, the worker's connection ends with it.
     const bool self_delimited = response->is_done() || response->chunked() || response->content_length().has_value();
     const bool keep_alive = client_keep_alive && self_delimited && head.keep_alive();
+    const bool upstream_keeps = self_delimited && head.keep_alive();
     outcome.status = head.result_int();
     prepare_client_response(head, version, keep_alive);
     head.set("X-Egress-Request-Id", attempt.request_id());
-    auto received = co_await relay_message(upstream_, upstream_buffer_, *response, client_, limits_.upstream_timeout,
-                                           limits_.idle_timeout);
+    auto received = co_await relay_message(upstream_->stream(), upstream_->buffer(), *response, client_,
+                                           limits_.upstream_timeout, limits_.idle_timeout);
     outcome.bytes_down = received.bytes_written;
     if (received.failed != RelayResult::Failed::Nothing) {
       outcome.error = (received.failed == RelayResult::Failed::Reading ? "reading the upstream response body: "
                                                                        : "sending the response to the worker: ") +
                       received.ec.message();
     }
+    // Anything the upstream sent beyond the response is not ours to pass on.
+    upstream_reusable_ =
+        upstream_keeps && received.failed == RelayResult::Failed::Nothing && upstream_->buffer().size() == 0;
     record_close(args_.worker, attempt, outcome);
     co_return keep_alive && received.failed == RelayResult::Failed::Nothing;
   }
@@ -314,12 +400,14 @@ class Inspector {
     beast::get_lowest_layer(client_).expires_never();
   }
 
-  const InspectedTunnel& args_;
+  InspectedTunnel& args_;
   const config::Limits& limits_;
-  TlsStream client_;
-  TlsStream upstream_;
-  beast::flat_buffer client_buffer_, upstream_buffer_;
-  std::optional<Reason> upstream_reason_;  // set when the upstream handshake failed
+  UpstreamTls::Stream client_;  // the same TLS-over-TCP stack as the upstream side
+  beast::flat_buffer client_buffer_;
+  UpstreamTlsPtr upstream_;
+  bool upstream_pooled_;           // taken from the pool and not used since
+  bool upstream_reusable_ = false;  // idle after a complete exchange: may go back to the pool
+  std::optional<Reason> upstream_reason_;  // set when the upstream cannot be used
   std::string upstream_error_;
 };
 
@@ -362,7 +450,7 @@ ParsedTarget parse_inspected_target(std::string_view request_target, std::string
   return result;
 }
 
-asio::awaitable<void> inspect_tunnel(const InspectedTunnel& args, Attempt::Outcome& outcome) {
+asio::awaitable<void> inspect_tunnel(InspectedTunnel& args, Attempt::Outcome& outcome) {
   const auto& inspection = args.worker.shared.inspection;
   const auto& host = args.target.target.host;
   if (!inspection) {
@@ -379,8 +467,9 @@ asio::awaitable<void> inspect_tunnel(const InspectedTunnel& args, Attempt::Outco
                                            [&](std::string_view name) { return minter.mint(name, now); });
     admin::metrics().count_cert_cache(leaf.hit);
     if (!leaf.hit) spdlog::debug("minted a leaf certificate for {} (certificate cache miss)", host.host);
-    inspector.emplace(args, inspection->new_server_ssl(leaf.cert.get()),
-                      inspection->new_upstream_ssl(host.host, host.type != policy::HostType::Name));
+    const bool pooled = args.pooled != nullptr;
+    auto upstream = pooled ? std::move(args.pooled) : tls_to_upstream(args, std::move(*args.fresh), args.fresh_endpoint);
+    inspector.emplace(args, inspection->new_server_ssl(leaf.cert.get()), std::move(upstream), pooled);
   } catch (const tls::CaError& e) {
     args.tunnel.set_failure(Reason::ClientHandshakeFailed, std::string("preparing TLS: ") + e.what());
     outcome.error = args.tunnel.error_text();

@@ -4,17 +4,23 @@
 // to the upstream, and runs the HTTP/1.1 request loop in between, deciding
 // and logging every request on its own.
 //
-// Phases (the session has already: decided the CONNECT, connected TCP to a
-// checked address, answered 200, checked the ClientHello's SNI against the
-// CONNECT host and committed the tunnel's decision):
+// Phases (the session has already: decided the CONNECT, taken a pooled
+// upstream TLS connection or connected TCP to a checked address, answered
+// 200, checked the ClientHello's SNI against the CONNECT host and committed
+// the tunnel's decision):
 //   1. leaf for the host from the per-thread cache (or minted);
-//   2. both handshakes at once: worker side (the ClientHello already read is
-//      fed in), upstream side (SNI, full verification);
+//   2. the worker-side handshake (the ClientHello already read is fed in),
+//      and at the same time, for a new connection, the upstream handshake
+//      (SNI, full verification);
 //   3. request loop: read head → Host must name the tunnel's host (invariant
 //      4; else 421 host-mismatch) → decide (kind inspected: method and path
 //      rules apply) → commit the request's decision event (invariant 2) →
 //      forward → relay the response → close event. Until the worker closes,
 //      a response ends the connection, or the idle timeout passes.
+//   4. an upstream connection whose last response was relayed completely
+//      goes back to the thread's pool (upstream_pool.h) for the next tunnel.
+// A bodiless request that fails on a pooled connection before any response
+// byte (the upstream closed it just then) is sent once more on a new one.
 // A worker handshake failure ends the tunnel (client-rejected-certificate or
 // client-handshake-failed on the tunnel's row). An upstream handshake
 // failure does not end it at once: the worker's first request is answered
@@ -22,6 +28,7 @@
 // sees why instead of a bare reset.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -32,18 +39,26 @@
 
 #include "egress/proxy/evaluate.h"
 #include "proxy/attempt.h"
+#include "proxy/upstream_pool.h"
 #include "proxy/worker.h"
 
 namespace egress::proxy {
 
 /// What the session hands over to inspection. References: the session owns
-/// the sockets and outlives the inspection.
+/// the worker's socket and outlives the inspection.
 struct InspectedTunnel {
   Worker& worker;
   boost::beast::tcp_stream& client;
   boost::beast::flat_buffer& client_hello;  // the worker's ClientHello, read and checked, not yet consumed
-  boost::beast::tcp_stream& upstream;       // connected to a checked address; nothing sent yet
-  boost::asio::ip::tcp::endpoint upstream_endpoint;
+  /// The upstream: a pooled TLS connection (handshake done) taken for this
+  /// tunnel, or else `fresh`, TCP connected to `fresh_endpoint` (a checked
+  /// address) with nothing sent yet, which inspection takes over.
+  UpstreamTlsPtr pooled;
+  boost::beast::tcp_stream* fresh;
+  boost::asio::ip::tcp::endpoint fresh_endpoint;
+  /// The CONNECT's checked addresses: a new connection, should the pooled
+  /// one turn out closed, goes to one of these (invariant 3).
+  std::span<const boost::asio::ip::tcp::endpoint> endpoints;
   Attempt& tunnel;              // the CONNECT's attempt, its decision committed
   const RequestTarget& target;  // the CONNECT target, which the SNI named
   std::string client_addr;
@@ -53,7 +68,7 @@ struct InspectedTunnel {
 /// decision and close events (kind inspected); failures of the tunnel as a
 /// whole are set on `args.tunnel` and in `outcome.error`, which the session
 /// records as the tunnel's close event.
-boost::asio::awaitable<void> inspect_tunnel(const InspectedTunnel& args, Attempt::Outcome& outcome);
+boost::asio::awaitable<void> inspect_tunnel(InspectedTunnel& args, Attempt::Outcome& outcome);
 
 /// The target of a request inside an inspected tunnel (pure; tested alone):
 /// origin-form ("/path?q") or absolute-form with https and the tunnel's

@@ -72,6 +72,19 @@ asio::awaitable<void> accept_loop(Worker& worker) {
   }
 }
 
+/// Closes pooled upstream connections that timed out or that their
+/// upstream closed, so an idle proxy does not hold them (and their file
+/// descriptors) until the next inspected tunnel comes along.
+asio::awaitable<void> sweep_upstream_pool(Worker& worker) {
+  asio::steady_timer timer(worker.ioc);
+  for (;;) {
+    timer.expires_after(1s);
+    auto [ec] = co_await timer.async_wait(use_nothrow);
+    if (ec) co_return;
+    worker.upstream_tls.sweep(std::chrono::steady_clock::now());
+  }
+}
+
 tcp::endpoint listen_endpoint(const std::string& listen) {
   const auto host_port = config::parse_host_port(listen);
   if (!host_port) throw std::runtime_error("cannot listen on '" + listen + "': expected HOST:PORT");
@@ -188,6 +201,7 @@ class Control {
       asio::post(worker->ioc, [&worker] {
         beast::error_code ignored;
         worker->acceptor->close(ignored);
+        worker->upstream_tls.clear();
         for (auto* session : worker->sessions) session->close_if_idle();
       });
     }
@@ -234,7 +248,12 @@ int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, au
     endpoint = worker.acceptor->local_endpoint();  // port 0: the others share the port the first one got
   }
   Control control(shared, workers, load_policy);  // signal handlers first
-  for (auto& worker : workers) asio::co_spawn(worker->ioc, accept_loop(*worker), asio::detached);
+  for (auto& worker : workers) {
+    asio::co_spawn(worker->ioc, accept_loop(*worker), asio::detached);
+    if (shared.inspection && config.tls.upstream_pool_size > 0) {
+      asio::co_spawn(worker->ioc, sweep_upstream_pool(*worker), asio::detached);
+    }
+  }
 
   const auto address = endpoint.address();
   on_listening((address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +

@@ -3,7 +3,6 @@
 #include "proxy/session.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
 #include <boost/asio/connect.hpp>
 
@@ -13,6 +12,7 @@
 #include "proxy/identity.h"
 #include "proxy/inspect.h"
 #include "proxy/relay.h"
+#include "proxy/upstream_pool.h"
 
 namespace egress::proxy {
 namespace {
@@ -25,14 +25,6 @@ std::string endpoint_text(const tcp::endpoint& endpoint) {
   const auto address = endpoint.address();
   return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
          std::to_string(endpoint.port());
-}
-
-/// A kept-alive upstream connection is reused only if the upstream has not
-/// closed it meanwhile (a peek that would block means: still open, no data).
-bool still_open(tcp::socket& socket) {
-  char byte;
-  const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 bool expects_continue(const http::request_header<>& head) {
@@ -375,8 +367,17 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
   }
   // The upstream TCP connection is opened before the 200 so that a dead
   // upstream is a clean 502; no payload goes to it before the ClientHello
-  // is checked and the decision committed.
-  if (const int status = co_await connect_upstream(attempt, target, admission.evaluation)) {
+  // is checked and the decision committed. An inspected tunnel may instead
+  // take an idle TLS connection to the same upstream (upstream_pool.h).
+  const bool inspect = admission.evaluation.decision.inspect;
+  UpstreamTlsPtr pooled;
+  if (inspect) {
+    pooled = worker_.upstream_tls.take(authority_of(target.target, 0), admission.evaluation.endpoints,
+                                       std::chrono::steady_clock::now());
+  }
+  if (pooled) {
+    attempt.set_upstream(endpoint_text(pooled->endpoint()));
+  } else if (const int status = co_await connect_upstream(attempt, target, admission.evaluation)) {
     worker_.shared.audit.record(attempt.decision_event());
     co_await refuse(attempt, status, version, false);
     co_return;
@@ -407,12 +408,22 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
     record_close(attempt, outcome);
     co_return;
   }
-  if (admission.evaluation.decision.inspect) {
+  if (inspect) {
     // TLS inspection (inspect.h): the request loop inside logs each request.
     // A named local: GCC 12 mis-destroys a braced temporary passed to a coroutine.
-    const InspectedTunnel tunnel{worker_, client_, client_buffer_, upstream_->stream, upstream_->endpoint,
-                                 attempt, target, client_addr_};
+    const bool fresh = !pooled;
+    InspectedTunnel tunnel{worker_,
+                           client_,
+                           client_buffer_,
+                           std::move(pooled),
+                           fresh ? &upstream_->stream : nullptr,
+                           fresh ? upstream_->endpoint : tcp::endpoint(),
+                           admission.evaluation.endpoints,
+                           attempt,
+                           target,
+                           client_addr_};
     co_await inspect_tunnel(tunnel, outcome);
+    upstream_.reset();  // its stream, if any, was handed to the inspection
   } else {
     co_await relay_tunnel(outcome);
   }

@@ -19,6 +19,7 @@
 #include "egress/dns/resolver.h"
 #include "egress/policy/policy.h"
 #include "proxy/connection_limits.h"
+#include "proxy/upstream_pool.h"
 #include "egress/tls/cert_cache.h"
 #include "egress/tls/inspection.h"
 
@@ -62,6 +63,9 @@ struct Worker {
   /// Minted leaf certificates of this thread's inspected tunnels: per
   /// thread, so a lookup takes no lock.
   tls::CertCache cert_cache{shared.config.tls.cert_cache_size};
+  /// Idle upstream TLS connections of this thread's inspected tunnels;
+  /// after ioc, so its sockets close before the io_context goes.
+  UpstreamTlsPool upstream_tls{shared.config.tls.upstream_pool_size, shared.config.tls.upstream_pool_idle};
 };
 
 }  // namespace egress::proxy

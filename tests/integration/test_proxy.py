@@ -86,7 +86,7 @@ def run(workdir, results):
             check("%s: body" % name, fragment in body, body[:300])
         if reason:
             check("%s: X-Egress-Reason %s" % (name, reason), header(head, "X-Egress-Reason") == reason, head)
-            check("%s: request id in header" % name, len(header(head, "X-Egress-Request-Id") or "") == 16, head)
+            check("%s: request id in header" % name, len(header(head, "X-Egress-Request-Id") or "") == 24, head)
         predicted = egress_check(egress.policy, egress.config, url)
         expected_decision = "allow" if status in (200, 502) else "deny"
         check("%s: egress check says %s" % (name, expected_decision), predicted["decision"] == expected_decision,

@@ -2,8 +2,11 @@
 // the canonical log line.
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <boost/json/parse.hpp>
 
@@ -17,7 +20,7 @@ using policy::Reason;
 namespace {
 
 bool is_request_id(const std::string& id) {
-  return id.size() == 16 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
+  return id.size() == kRequestIdLength && id.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
 RequestTarget http_to(const std::string& url) {
@@ -58,19 +61,34 @@ Attempt make_attempt(std::string client_addr, policy::Mode mode, std::string rol
 
 }  // namespace
 
-TEST_CASE("Request ids are 16 lower-case hex digits and do not repeat", "[proxy]") {
-  std::set<std::string> seen;
+TEST_CASE("Request ids are 24 lower-case hex digits, time first, and do not repeat", "[proxy]") {
+  const auto ms_now = [] {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+  };
+  const auto before = ms_now();
+  std::vector<std::string> made;
   for (int i = 0; i < 10'000; ++i) {
-    const auto id = new_request_id();
-    INFO(id);
-    REQUIRE(is_request_id(id));
-    seen.insert(id);
+    made.push_back(new_request_id());
+    INFO(made.back());
+    REQUIRE(is_request_id(made.back()));
   }
-  CHECK(seen.size() == 10'000);
-  // Every hex digit turns up in every position over that many draws.
-  for (std::size_t pos = 0; pos < 16; ++pos) {
+  const auto after = ms_now();
+  CHECK(std::set<std::string>(made.begin(), made.end()).size() == made.size());
+  // The first 11 digits are the creation time in Unix milliseconds, so ids
+  // made later never sort before ids made earlier.
+  for (std::size_t i = 0; i < made.size(); ++i) {
+    const auto ms = std::stoull(made[i].substr(0, 11), nullptr, 16);
+    INFO(made[i]);
+    REQUIRE(ms >= before);
+    REQUIRE(ms <= after);
+    if (i > 0) REQUIRE(made[i - 1].substr(0, 11) <= made[i].substr(0, 11));
+  }
+  // Every hex digit turns up in every random position over that many draws.
+  for (std::size_t pos = 11; pos < kRequestIdLength; ++pos) {
     std::set<char> digits;
-    for (const auto& id : seen) digits.insert(id[pos]);
+    for (const auto& id : made) digits.insert(id[pos]);
     INFO("position " << pos);
     CHECK(digits.size() == 16);
   }

@@ -69,6 +69,8 @@ enum class MetricType { Counter, Gauge, Histogram };
     "Leaf certificates minted for inspected tunnels (cache misses)")                                             \
   X(TlsHandshakeFailures, Counter, "tls_handshake_failures_total", "stage",                                      \
     "Failed TLS handshakes in inspected tunnels, by stage (client, upstream)")                                   \
+  X(TlsUpstreamConnections, Counter, "tls_upstream_connections_total", "reused",                                 \
+    "Upstream TLS connections of inspected tunnels: new (handshake done) or reused from the per-thread pool")    \
   X(PolicyLoaded, Gauge, "policy_loaded", "", "1 while a policy is in force")                                    \
   X(PolicyReloads, Counter, "policy_reloads_total", "result", "Policy reloads by result (success, failure)")
 
@@ -154,6 +156,10 @@ class Metrics {
   /// One failed TLS handshake of an inspected tunnel.
   void count_tls_handshake_failure(TlsStage stage);
 
+  /// One upstream TLS connection of an inspected tunnel: taken from the
+  /// idle pool, or new with a successful handshake.
+  void count_upstream_tls(bool reused);
+
   /// One name lookup and how long it took.
   void count_lookup(const dns::Resolution& resolution, std::chrono::nanoseconds took);
 
@@ -198,6 +204,7 @@ class Metrics {
   Counter dns_hits_{0}, dns_misses_{0};
   Counter cert_hits_{0}, cert_misses_{0};
   std::array<Counter, 2> tls_failures_{};  // TlsStage
+  Counter upstream_tls_new_{0}, upstream_tls_reused_{0};
   std::array<Counter, kDnsStatuses> dns_lookups_{};
   std::array<Counter, kDnsBuckets.size() + 1> dns_buckets_{};  // non-cumulative; last = +Inf
   Counter dns_nanos_{0};

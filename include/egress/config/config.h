@@ -51,6 +51,12 @@ struct TlsConfig {
   std::string ca_key;       // its unencrypted PEM key; mode 0600 or serve refuses to start
   std::string upstream_ca;  // extra PEM bundle trusted for upstreams, besides the system store
   std::size_t cert_cache_size = 1000;  // minted leaf certificates kept per proxy thread
+  /// Idle upstream TLS connections kept per proxy thread for the next
+  /// inspected tunnel to the same host:port; 0 = a new connection per tunnel.
+  std::size_t upstream_pool_size = 64;
+  /// How long a pooled connection may wait; below the common 5 s server
+  /// keep-alive timeout, so egress usually closes first.
+  milliseconds upstream_pool_idle{4000};
 };
 
 enum class AuditSync { Normal, Full };

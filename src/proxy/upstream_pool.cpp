@@ -1,0 +1,59 @@
+// The per-thread pool of idle upstream TLS connections. See upstream_pool.h.
+#include "proxy/upstream_pool.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+
+namespace egress::proxy {
+
+bool still_open(boost::asio::ip::tcp::socket& socket) {
+  char byte;
+  const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+UpstreamTls::UpstreamTls(boost::beast::tcp_stream tcp, tls::SslPtr ssl, std::string key,
+                         boost::asio::ip::tcp::endpoint endpoint)
+    : tcp_(std::move(tcp)), stream_(tcp_, ssl.release()), key_(std::move(key)), endpoint_(std::move(endpoint)) {}
+
+UpstreamTlsPool::UpstreamTlsPool(std::size_t capacity, std::chrono::milliseconds idle_timeout)
+    : capacity_(capacity), idle_timeout_(idle_timeout) {}
+
+void UpstreamTlsPool::put(UpstreamTlsPtr connection, Clock::time_point now) {
+  if (capacity_ == 0 || !connection) return;
+  sweep_expired(now);
+  connection->tcp().expires_never();
+  if (idle_.size() >= capacity_) idle_.pop_front();
+  idle_.push_back(Idle{std::move(connection), now});
+}
+
+UpstreamTlsPtr UpstreamTlsPool::take(std::string_view key, std::span<const boost::asio::ip::tcp::endpoint> allowed,
+                                     Clock::time_point now) {
+  sweep_expired(now);
+  for (auto it = idle_.end(); it != idle_.begin();) {  // newest first
+    --it;
+    const auto& connection = *it->connection;
+    if (connection.key() != key || std::find(allowed.begin(), allowed.end(), connection.endpoint()) == allowed.end()) {
+      continue;
+    }
+    UpstreamTlsPtr out = std::move(it->connection);
+    it = idle_.erase(it);
+    // A connection the upstream closed (or sent something unasked on) is
+    // dropped, and the search goes on.
+    if (still_open(out->tcp().socket())) return out;
+  }
+  return nullptr;
+}
+
+void UpstreamTlsPool::sweep(Clock::time_point now) {
+  sweep_expired(now);
+  std::erase_if(idle_, [](Idle& idle) { return !still_open(idle.connection->tcp().socket()); });
+}
+
+void UpstreamTlsPool::sweep_expired(Clock::time_point now) {
+  while (!idle_.empty() && now - idle_.front().since >= idle_timeout_) idle_.pop_front();
+}
+
+}  // namespace egress::proxy

@@ -1,0 +1,117 @@
+// Upstream TLS connections of inspected tunnels, and the per-thread pool
+// that keeps them between tunnels.
+//
+// A worker that opens a new connection for every request (most HTTP
+// clients in a script) would otherwise cost egress, and the upstream, a
+// full TLS handshake per request on egress's side too. Inside an inspected
+// tunnel egress sees whole requests and responses, so once a response has
+// been relayed completely the upstream connection is idle and can carry
+// the next tunnel's requests, as a plain HTTP/1.1 client library would.
+//
+// A pooled connection is taken again only when (invariants):
+//   1. the new tunnel names the same upstream: key "host:port", the name
+//      the certificate was verified for (same trust: one upstream SSL_CTX
+//      serves the whole process);
+//   2. its address is one of the new tunnel's checked addresses, under the
+//      policy in force now (invariant 3 of design.md: no unchecked address);
+//   3. it is still open (the upstream did not close it or send anything)
+//      and has been idle for less than the idle timeout.
+// Requests are never interleaved: a connection is owned by one tunnel at a
+// time, and it goes back only after a complete, self-delimited response.
+// One pool per proxy thread (the connections belong to its io_context), so
+// nothing here takes a lock.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <list>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/flat_stream.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include "egress/tls/openssl.h"
+
+namespace egress::proxy {
+
+/// True while nothing is waiting to be read and the peer has not closed:
+/// a non-blocking peek that would block.
+bool still_open(boost::asio::ip::tcp::socket& socket);
+
+/// A TLS connection from egress to an upstream. It owns the TCP stream
+/// beneath, so it can outlive the tunnel that opened it.
+class UpstreamTls {
+ public:
+  // flat_stream coalesces Beast's small head/body buffers into one TLS record.
+  using Stream = boost::beast::flat_stream<boost::asio::ssl::stream<boost::beast::tcp_stream&>>;
+
+  /// `tcp` is connected to `endpoint`; `ssl` is set up for `key`'s host
+  /// (SNI, name to verify). The handshake is still to be done.
+  UpstreamTls(boost::beast::tcp_stream tcp, tls::SslPtr ssl, std::string key,
+              boost::asio::ip::tcp::endpoint endpoint);
+  UpstreamTls(const UpstreamTls&) = delete;
+  UpstreamTls& operator=(const UpstreamTls&) = delete;
+
+  Stream& stream() { return stream_; }
+  boost::beast::tcp_stream& tcp() { return tcp_; }
+  boost::beast::flat_buffer& buffer() { return buffer_; }
+  const std::string& key() const { return key_; }
+  const boost::asio::ip::tcp::endpoint& endpoint() const { return endpoint_; }
+
+ private:
+  boost::beast::tcp_stream tcp_;  // before stream_, which refers to it
+  Stream stream_;
+  boost::beast::flat_buffer buffer_;
+  std::string key_;
+  boost::asio::ip::tcp::endpoint endpoint_;
+};
+
+using UpstreamTlsPtr = std::unique_ptr<UpstreamTls>;
+
+class UpstreamTlsPool {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  /// Keeps at most `capacity` idle connections (0: none, every tunnel opens
+  /// its own), each for at most `idle_timeout`.
+  UpstreamTlsPool(std::size_t capacity, std::chrono::milliseconds idle_timeout);
+
+  /// Keeps an idle, handshaken connection whose last response was relayed
+  /// completely. When full, the connection idle longest is closed.
+  void put(UpstreamTlsPtr connection, Clock::time_point now);
+
+  /// The connection pooled most recently for `key` whose address is in
+  /// `allowed`, still open and idle for less than the timeout; null when
+  /// there is none. Stale connections met on the way are closed.
+  UpstreamTlsPtr take(std::string_view key, std::span<const boost::asio::ip::tcp::endpoint> allowed,
+                      Clock::time_point now);
+
+  /// Closes the connections idle past the timeout or closed by their
+  /// upstream (a proxy thread calls this every second).
+  void sweep(Clock::time_point now);
+
+  /// Closes every pooled connection (shutdown).
+  void clear() { idle_.clear(); }
+
+  std::size_t size() const { return idle_.size(); }
+
+ private:
+  struct Idle {
+    UpstreamTlsPtr connection;
+    Clock::time_point since;
+  };
+
+  std::size_t capacity_;
+  std::chrono::milliseconds idle_timeout_;
+  void sweep_expired(Clock::time_point now);
+
+  std::list<Idle> idle_;  // oldest first
+};
+
+}  // namespace egress::proxy
