@@ -236,8 +236,12 @@ TEST_CASE("A bad configuration names the file, the line and what to change", "[c
        {"limits.max_connections_per_client must be a whole number"}},
       {"tls key without a certificate", "tls:\n  ca_key: ca.key\n", 2, {"tls needs both ca_cert and ca_key"}},
       {"unknown tls key", "tls:\n  ca_cert: a\n  ca_key: b\n  ca: c\n", 4,
-       {"unknown key 'ca' in tls", "upstream_ca", "cert_cache_size"}},
+       {"unknown key 'ca' in tls", "upstream_ca", "cert_cache_size", "upstream_pool_size", "upstream_pool_idle"}},
       {"empty certificate cache", "tls:\n  cert_cache_size: 0\n", 2, {"tls.cert_cache_size must be at least 1"}},
+      {"upstream pool size not a number", "tls:\n  upstream_pool_size: lots\n", 2,
+       {"tls.upstream_pool_size must be a whole number from 0 to 100000"}},
+      {"upstream pool idle without a unit", "tls:\n  upstream_pool_idle: 4\n", 2,
+       {"tls.upstream_pool_idle must be a duration"}},
       {"YAML syntax error", "listen: 127.0.0.1:3128\ndns:\n  servers: [1.1.1.1\n", 4, {"YAML syntax error"}},
       {"tab indentation", "dns:\n  timeout: 1s\n\tservers: []\n", 3, {"YAML syntax error"}},
       {"root is a list", "- listen\n", 1, {"the configuration must be a YAML map of settings"}},
@@ -388,13 +392,18 @@ TEST_CASE("Listen addresses split into host and port", "[config]") {
   }
 }
 
-TEST_CASE("The tls section sets the inspection CA, upstream trust and cache size", "[config]") {
+TEST_CASE("The tls section sets the inspection CA, upstream trust, cache and pool sizes", "[config]") {
   ConfigFile file("tls:\n  ca_cert: certs/ca.crt\n  ca_key: certs/ca.key\n  upstream_ca: corp.pem\n"
-                  "  cert_cache_size: 50\n");
+                  "  cert_cache_size: 50\n  upstream_pool_size: 0\n  upstream_pool_idle: 1500ms\n");
   const auto config = load_config_file(file.path());
   CHECK(config.tls.ca_cert == "certs/ca.crt");
   CHECK(config.tls.ca_key == "certs/ca.key");
   CHECK(config.tls.upstream_ca == "corp.pem");
   CHECK(config.tls.cert_cache_size == 50);
-  CHECK(ServeConfig{}.tls.ca_cert.empty());  // inspection is off by default
+  CHECK(config.tls.upstream_pool_size == 0);  // 0 is allowed: no reuse
+  CHECK(config.tls.upstream_pool_idle == std::chrono::milliseconds(1500));
+  const ServeConfig defaults;
+  CHECK(defaults.tls.ca_cert.empty());  // inspection is off by default
+  CHECK(defaults.tls.upstream_pool_size == 64);
+  CHECK(defaults.tls.upstream_pool_idle == std::chrono::seconds(4));
 }

@@ -156,7 +156,7 @@ class Egress:
     """A running `egress serve` with a policy text, static hosts and its own
     audit database in a temp dir."""
 
-    def __init__(self, workdir, policy_text, hosts=None, extra_config="", extra_args=()):
+    def __init__(self, workdir, policy_text, hosts=None, extra_config="", extra_args=(), threads=2):
         self.workdir = workdir
         self.policy = os.path.join(workdir, "policy.yaml")
         with open(self.policy, "w") as f:
@@ -173,7 +173,7 @@ class Egress:
         self.log = open(os.path.join(workdir, "egress.log"), "w+")
         self.proc = subprocess.Popen(
             [EGRESS, "serve", "--config", self.config, "--policy", self.policy, "--audit-db", self.db,
-             "--listen", "127.0.0.1:0", "--threads", "2", *extra_args],
+             "--listen", "127.0.0.1:0", "--threads", str(threads), *extra_args],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         STARTED.append(self)
         self.address = self._await_listening()
