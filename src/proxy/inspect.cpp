@@ -93,6 +93,24 @@ bool is_closed_connection(const beast::error_code& ec) {
          ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
 }
 
+/// Whether a request may be sent again on a new connection after its
+/// kept-alive one failed before any response: no body (a body streams
+/// through from the worker and is gone once sent), and a method that is
+/// safe to repeat, or an idempotency key saying so (as Go's net/http).
+bool is_replayable(const RequestParser& parser) {
+  if (!parser.is_done()) return false;
+  const auto& request = parser.get();
+  switch (request.method()) {
+    case http::verb::get:
+    case http::verb::head:
+    case http::verb::options:
+    case http::verb::trace:
+      return true;
+    default:
+      return request.count("Idempotency-Key") > 0 || request.count("X-Idempotency-Key") > 0;
+  }
+}
+
 int status_for(Reason upstream_failure) { return upstream_failure == Reason::UpstreamTimeout ? 504 : 502; }
 
 /// TLS over a connected TCP stream to the tunnel's upstream, handshake still
@@ -112,7 +130,7 @@ class Inspector {
         limits_(args.worker.shared.config.limits),
         client_(args.client, client_ssl.release()),
         upstream_(std::move(upstream)),
-        upstream_pooled_(pooled) {}
+        upstream_reused_(pooled) {}
 
   asio::awaitable<void> run(Attempt::Outcome& outcome) {
     const bool shaken = co_await handshake(outcome);
@@ -155,7 +173,7 @@ class Inspector {
   /// tunnel is over: the worker's side failed.
   asio::awaitable<bool> handshake(Attempt::Outcome& outcome) {
     beast::error_code client_ec;
-    if (upstream_pooled_) {
+    if (upstream_reused_) {
       admin::metrics().count_upstream_tls(true);
       upstream_reusable_ = true;
       client_ec = co_await client_handshake();
@@ -195,12 +213,12 @@ class Inspector {
                  args_.tunnel.error_text());
   }
 
-  /// Replaces a pooled connection that turned out closed: a new TCP
+  /// Replaces a kept-alive connection that turned out closed: a new TCP
   /// connection to one of the tunnel's checked addresses and a verified
   /// handshake. False (the reason noted) when that fails.
   asio::awaitable<bool> reopen_upstream() {
     upstream_.reset();
-    upstream_reusable_ = upstream_pooled_ = false;
+    upstream_reusable_ = upstream_reused_ = false;
     beast::tcp_stream tcp(co_await asio::this_coro::executor);
     tcp.expires_after(limits_.connect_timeout);
     auto [ec, endpoint] = co_await tcp.async_connect(args_.endpoints, use_nothrow);
@@ -319,9 +337,7 @@ class Inspector {
       co_await asio::async_write(client_, asio::buffer(kContinue), use_nothrow);
     }
     prepare_upstream_request(request, target);
-    // Only a request without a body can go out twice: a body streams
-    // through from the worker and is gone once sent.
-    bool may_resend = upstream_pooled_ && parser.is_done();
+    bool may_resend = upstream_reused_ && is_replayable(parser);
     upstream_reusable_ = false;  // until a response has been relayed whole
     Attempt::Outcome outcome;
     std::optional<ResponseParser> response;
@@ -341,7 +357,7 @@ class Inspector {
       if (!ec) break;
       if (may_resend && interim == 0 && upstream_->buffer().size() == 0 && is_closed_connection(ec)) {
         may_resend = false;
-        spdlog::debug("inspected request {}: the pooled connection to {} was closed ({}); sending again on a new one",
+        spdlog::debug("inspected request {}: the kept-alive connection to {} was closed ({}); sending again on a new one",
                       attempt.request_id(), upstream_->key(), ec.message());
         const bool reopened = co_await reopen_upstream();
         if (reopened) continue;
@@ -355,12 +371,14 @@ class Inspector {
       attempt.set_failure(reason, what + (timed_out ? std::string("timed out") : ec.message()));
       co_return co_await refuse(attempt, status_for(reason), version, false);
     }
-    upstream_pooled_ = false;
     auto& head = response->get();
     // The tunnel has this one upstream connection: when it cannot carry
     // another request, the worker's connection ends with it.
     const bool self_delimited = response->is_done() || response->chunked() || response->content_length().has_value();
-    const bool keep_alive = client_keep_alive && self_delimited && head.keep_alive();
+    // A drain (SIGTERM) ends the tunnel after this response, as it ends a
+    // plain kept-alive connection.
+    const bool keep_alive = client_keep_alive && self_delimited && head.keep_alive() &&
+                            !args_.worker.shared.draining.load(std::memory_order_relaxed);
     const bool upstream_keeps = self_delimited && head.keep_alive();
     outcome.status = head.result_int();
     prepare_client_response(head, version, keep_alive);
@@ -376,6 +394,7 @@ class Inspector {
     // Anything the upstream sent beyond the response is not ours to pass on.
     upstream_reusable_ =
         upstream_keeps && received.failed == RelayResult::Failed::Nothing && upstream_->buffer().size() == 0;
+    upstream_reused_ = true;
     record_close(args_.worker, attempt, outcome);
     co_return keep_alive && received.failed == RelayResult::Failed::Nothing;
   }
@@ -405,7 +424,7 @@ class Inspector {
   UpstreamTls::Stream client_;  // the same TLS-over-TCP stack as the upstream side
   beast::flat_buffer client_buffer_;
   UpstreamTlsPtr upstream_;
-  bool upstream_pooled_;           // taken from the pool and not used since
+  bool upstream_reused_;  // carried an earlier exchange (maybe another tunnel's): it may be closed by now
   bool upstream_reusable_ = false;  // idle after a complete exchange: may go back to the pool
   std::optional<Reason> upstream_reason_;  // set when the upstream cannot be used
   std::string upstream_error_;

@@ -19,8 +19,10 @@
 //      a response ends the connection, or the idle timeout passes.
 //   4. an upstream connection whose last response was relayed completely
 //      goes back to the thread's pool (upstream_pool.h) for the next tunnel.
-// A bodiless request that fails on a pooled connection before any response
-// byte (the upstream closed it just then) is sent once more on a new one.
+// A request that fails on a kept-alive upstream connection before any
+// response byte (the upstream closed it just then) is sent once more on a
+// new connection if that is safe: no body, and GET, HEAD, OPTIONS, TRACE or
+// an Idempotency-Key header.
 // A worker handshake failure ends the tunnel (client-rejected-certificate or
 // client-handshake-failed on the tunnel's row). An upstream handshake
 // failure does not end it at once: the worker's first request is answered

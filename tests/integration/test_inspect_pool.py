@@ -9,12 +9,14 @@ arrived on and make the origin drop a kept-alive connection at will.
 Proves: sequential tunnels share one upstream connection (and the metric
 counts it); another host name on the same address never gets that
 connection; a connection the upstream closed while idle is never handed to
-a worker; a bodiless request that meets a connection closed just then is
-sent again on a new one (the worker sees 200), a request with a body is not
-(502); idle connections are closed after tls.upstream_pool_idle; with
+a worker; a GET that meets a connection closed just then is sent again on
+a new one (the worker sees 200), in a new tunnel or a kept-alive one, while
+a body or an unsafe method without an Idempotency-Key is not (502); idle
+connections are closed after tls.upstream_pool_idle; with
 tls.upstream_pool_size 0 every tunnel opens its own connection."""
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -113,6 +115,8 @@ class Origin:
                         self.drop_reused -= 1
                 if drop:
                     break
+                if path.startswith("/slow"):
+                    time.sleep(1)
                 body = ("connection %d request %d %s %s" % (number, served, method, path)).encode()
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
                 if self.close_after_response:
@@ -220,15 +224,50 @@ def run(workdir, results):
         check("audit: one close row for the resent request, status 200",
               len(rows) == 1 and rows[0]["status"] == 200, str(rows))
 
-        # A request with a body is not sent twice.
-        get("/warm2")
-        origin.drop_reused = 1
-        status, head, body, err = get("/post", "--data-binary", "payload")
-        check("POST on a connection the origin drops: 502 upstream-unreachable, not resent",
-              status == 502 and harness.header(head, "X-Egress-Reason") == "upstream-unreachable",
-              "%s %s %s" % (status, body[:300], err))
-        check("the origin saw the POST once", len(origin.seen("/post")) == 1, str(origin.seen("/post")))
-        origin.drop_reused = 0
+        # Not sent twice: a body, or a method that is not safe to repeat,
+        # unless an Idempotency-Key says it is.
+        for what, path, args, resent in (
+                ("POST with a body", "/post", ("--data-binary", "payload"), False),
+                ("DELETE without a body", "/delete", ("-X", "DELETE"), False),
+                ("DELETE with an Idempotency-Key", "/delete-key", ("-X", "DELETE", "-H", "Idempotency-Key: k1"), True)):
+            get("/warm" + path)
+            origin.drop_reused = 1
+            status, head, body, err = get(path, *args)
+            origin.drop_reused = 0
+            if resent:
+                check("%s on a connection the origin drops: resent, 200" % what,
+                      status == 200 and len(origin.seen(path)) == 2, "%s %s" % (status, origin.seen(path)))
+            else:
+                check("%s on a connection the origin drops: 502 upstream-unreachable" % what,
+                      status == 502 and harness.header(head, "X-Egress-Reason") == "upstream-unreachable",
+                      "%s %s %s" % (status, body[:300], err))
+                check("%s: the origin saw it once" % what, len(origin.seen(path)) == 1, str(origin.seen(path)))
+
+        # Inside one tunnel too: a worker that idles until the origin has
+        # closed the connection gets its next GET answered.
+        trusting = ssl.create_default_context(cafile=egress_ca)
+        s, status = harness.tunnel(egress.address, "allowed.test:%d" % origin.port, timeout=10)
+        with trusting.wrap_socket(s, server_hostname="allowed.test") as t:
+            reader = t.makefile("rb")
+            answers = []
+            for path in ("/same-tunnel/1", "/same-tunnel/2"):
+                if path.endswith("2"):
+                    origin.drop_reused = 1
+                t.sendall(b"GET %s HTTP/1.1\r\nHost: allowed.test:%d\r\n\r\n" % (path.encode(), origin.port))
+                status_line = reader.readline()
+                length = 0
+                while True:
+                    line = reader.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                answers.append((status_line, reader.read(length)))
+            origin.drop_reused = 0
+            reader.close()  # else the socket stays open behind the makefile
+        check("a second GET in the same tunnel, its connection dropped by the origin: 200 after a resend",
+              [a[0][:12] for a in answers] == [b"HTTP/1.1 200"] * 2 and len(origin.seen("/same-tunnel/2")) == 2,
+              "%s %s" % (answers, origin.seen("/same-tunnel/2")))
 
         # Idle connections are closed after tls.upstream_pool_idle (700 ms;
         # the sweep runs every second).
@@ -243,6 +282,22 @@ def run(workdir, results):
         status = get("/after-idle")[0]
         check("after the idle timeout the next tunnel opens a new connection", status == 200 and
               origin.connections == before + 1, "%s %d -> %d" % (status, before, origin.connections))
+
+        # SIGTERM while an inspected request is upstream: its response says
+        # Connection: close and the tunnel ends, as a plain connection does.
+        s, status = harness.tunnel(egress.address, "allowed.test:%d" % origin.port, timeout=10)
+        with trusting.wrap_socket(s, server_hostname="allowed.test") as t:
+            t.sendall(b"GET /slow-drain HTTP/1.1\r\nHost: allowed.test:%d\r\n\r\n" % origin.port)
+            time.sleep(0.3)
+            egress.proc.send_signal(signal.SIGTERM)
+            t.settimeout(5)
+            data = harness.read_to_end(t)
+        head = data.split(b"\r\n\r\n")[0].decode("latin-1")
+        check("draining: the inspected response in flight is delivered with Connection: close",
+              head.startswith("HTTP/1.1 200") and harness.header(head, "Connection") == "close" and
+              data.endswith(b"/slow-drain"), data[:400])
+        check("draining: egress exits 0 once the inspected tunnel is done", egress.proc.wait(10) == 0,
+              egress.log_text()[-2000:])
     finally:
         code = egress.stop()
         check("egress stops cleanly (exit 0)", code == 0, "%s\n%s" % (code, egress.log_text()[-3000:]))
