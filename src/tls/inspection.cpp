@@ -42,12 +42,18 @@ SslCtxPtr server_context(const LeafMinter& minter) {
   if (SSL_CTX_use_PrivateKey(ctx.get(), minter.key()) != 1) {
     throw CaError(openssl_error("installing the leaf key"));
   }
-  // The CA certificate goes out as the chain: an intermediate (enterprise)
-  // CA then validates up to the root workers trust; a root costs a few
-  // hundred bytes and is ignored.
-  if (SSL_CTX_add1_chain_cert(ctx.get(), minter.authority().cert()) != 1) {
+  // An intermediate (enterprise) CA goes out as the chain, so workers can
+  // validate up to the root they trust. A root CA (self-signed, as `egress
+  // ca init` makes) does not: workers must have it already, and sending it
+  // only costs every handshake bytes and a certificate parse.
+  X509* ca = minter.authority().cert();
+  const bool root = X509_self_signed(ca, 0) == 1;
+  if (!root && SSL_CTX_add1_chain_cert(ctx.get(), ca) != 1) {
     throw CaError(openssl_error("installing the CA certificate as the chain"));
   }
+  // Nothing to look up either way: without this, OpenSSL would try to
+  // build a chain from the (empty) store on every handshake.
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_NO_AUTO_CHAIN);
   SSL_CTX_set_alpn_select_cb(ctx.get(), select_http11, nullptr);
   return ctx;
 }

@@ -113,11 +113,59 @@ def run(workdir, results):
                                 "--upstream-ca", upstream_ca[1], "--admin-listen", admin))
     try:
         run_checks(check, workdir, egress, admin, egress_ca, upstream_ca, good, expired, wrong)
+        check("a root CA (egress ca init) is not sent: the worker gets the leaf alone",
+              served_chain(egress, good.port, egress_ca) == 1)
     finally:
         code = egress.stop()
         check("egress stops cleanly (exit 0)", code == 0, "%s\n%s" % (code, egress.log_text()[-3000:]))
+    try:
+        check_intermediate_ca(check, workdir, upstream_ca, good)
+    finally:
         for upstream in (good, expired, wrong):
             upstream.close()
+
+
+def served_chain(egress, port, trusted):
+    """How many certificates egress sends in an inspected handshake
+    (openssl s_client through the CONNECT proxy); -1 when it fails."""
+    out = subprocess.run(["openssl", "s_client", "-proxy", egress.address, "-connect", "allowed.test:%d" % port,
+                          "-servername", "allowed.test", "-CAfile", trusted, "-verify_return_error", "-showcerts"],
+                         input="", capture_output=True, text=True, timeout=30)
+    if out.returncode != 0 or "Verify return code: 0 (ok)" not in out.stdout:
+        return -1
+    return out.stdout.count("-----BEGIN CERTIFICATE-----")
+
+
+def check_intermediate_ca(check, workdir, upstream_ca, good):
+    """An enterprise's intermediate CA as the inspection CA: it goes out as
+    the chain, so workers that trust only the root validate the leaf."""
+    d = os.path.join(workdir, "intermediate")
+    os.makedirs(d)
+    root_key, root_crt = os.path.join(d, "root.key"), os.path.join(d, "root.crt")
+    key, csr, crt = (os.path.join(d, f) for f in ("ca.key", "ca.csr", "ca.crt"))
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+            "-subj", "/CN=corp root", "-keyout", root_key, "-out", root_crt)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=corp inspection",
+            "-keyout", key, "-out", csr)
+    ext = os.path.join(d, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n"
+                "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+    openssl("x509", "-req", "-in", csr, "-CA", root_crt, "-CAkey", root_key, "-days", "2", "-extfile", ext,
+            "-out", crt)
+    os.chmod(key, 0o600)
+    egress = Egress(d, POLICY, hosts={"allowed.test": "127.0.0.1", "plain.test": "127.0.0.1"},
+                    extra_args=("--ca-cert", crt, "--ca-key", key, "--upstream-ca", upstream_ca[1]))
+    try:
+        status, head, body, err = harness.curl(egress.proxy, "https://allowed.test:%d/api/models/i" % good.port,
+                                               "--cacert", root_crt)
+        check("intermediate inspection CA: curl trusting only the root fetches through it",
+              status == 200 and "hello from upstream /api/models/i" in body, "%s %s" % (status, err))
+        check("intermediate inspection CA: the worker gets the leaf and the intermediate",
+              served_chain(egress, good.port, root_crt) == 2)
+    finally:
+        code = egress.stop()
+        check("the egress with the intermediate CA stops cleanly (exit 0)", code == 0, egress.log_text()[-2000:])
 
 
 def run_checks(check, workdir, egress, admin, egress_ca, upstream_ca, good, expired, wrong):
