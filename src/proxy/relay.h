@@ -68,13 +68,26 @@ asio::awaitable<RelayResult> relay_sized_message(InStream& in, beast::flat_buffe
     result.ec = ec;
     return result;
   };
+  std::uint64_t left = *parser.content_length();
   http::serializer<isRequest, http::buffer_body> serializer{parser.get()};
   beast::get_lowest_layer(out).expires_after(write_timeout);
+  if (in_buffer.size() >= left) {
+    // The whole body came with the head (a small response, usually): one
+    // write for both, so one TLS record or one writev instead of two.
+    auto& body = parser.get().body();
+    body.data = const_cast<void*>(in_buffer.data().data());
+    body.size = static_cast<std::size_t>(left);
+    body.more = false;
+    auto [ec, written] = co_await http::async_write(out, serializer, use_nothrow);
+    result.bytes_written += written;
+    if (ec) co_return fail(RelayResult::Failed::Writing, ec);
+    in_buffer.consume(static_cast<std::size_t>(left));
+    co_return result;
+  }
   auto [head_ec, head_bytes] = co_await http::async_write_header(out, serializer, use_nothrow);
   result.bytes_written += head_bytes;
   if (head_ec) co_return fail(RelayResult::Failed::Writing, head_ec);
 
-  std::uint64_t left = *parser.content_length();
   std::vector<char> buffer(static_cast<std::size_t>(std::min<std::uint64_t>(left, kSizedBodyBufferBytes)));
   while (left > 0) {
     asio::const_buffer chunk;
