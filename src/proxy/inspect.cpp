@@ -410,9 +410,11 @@ class Inspector {
 
   /// Ends the worker's TLS session with close_notify, so a worker reading to
   /// the end of the stream sees a clean end rather than a truncation. The
-  /// wait for the worker's close_notify is bounded: a worker that simply
-  /// closes is normal.
+  /// worker's own close_notify is not waited for (RFC 8446 §6.1 lets the
+  /// side that closes first close at once): marking it received makes the
+  /// shutdown send ours and return.
   asio::awaitable<void> close_client() {
+    SSL_set_shutdown(client_.next_layer().native_handle(), SSL_RECEIVED_SHUTDOWN);
     beast::get_lowest_layer(client_).expires_after(std::chrono::seconds(1));
     // Any outcome is fine here: the requests are logged and the tunnel ends.
     co_await client_.next_layer().async_shutdown(use_nothrow);
