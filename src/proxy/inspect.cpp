@@ -314,6 +314,7 @@ class Inspector {
   /// are dropped, as in plain HTTP forwarding. `interim` counts them.
   asio::awaitable<beast::error_code> read_response_head(std::optional<ResponseParser>& response, bool head_request,
                                                         int& interim) {
+    make_room_to_read(upstream_->buffer());
     for (;; ++interim) {
       response.emplace();
       response->header_limit(64 * 1024);
@@ -395,6 +396,7 @@ class Inspector {
     upstream_reusable_ =
         upstream_keeps && received.failed == RelayResult::Failed::Nothing && upstream_->buffer().size() == 0;
     upstream_reused_ = true;
+    release_room(upstream_->buffer());
     record_close(args_.worker, attempt, outcome);
     co_return keep_alive && received.failed == RelayResult::Failed::Nothing;
   }

@@ -38,6 +38,16 @@ inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 /// without making every live connection expensive.
 inline constexpr std::size_t kRelayBufferBytes = 16 * 1024;
 
+/// Beast reads a head max(512, free capacity) bytes at a time, so a 1 KiB
+/// response would take three reads (and be relayed as three writes): room
+/// for a whole TLS record is made before a response head is read, and given
+/// back once the connection is idle, so idle kept-alive connections stay
+/// small.
+inline void make_room_to_read(beast::flat_buffer& buffer) { buffer.reserve(kRelayBufferBytes); }
+inline void release_room(beast::flat_buffer& buffer) {
+  if (buffer.size() == 0) buffer.shrink_to_fit();
+}
+
 struct RelayResult {
   enum class Failed { Nothing, Reading, Writing };
   Failed failed = Failed::Nothing;

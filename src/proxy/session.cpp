@@ -296,6 +296,7 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
   // Interim 1xx responses are dropped: the proxy answered 100-continue
   // itself, and Upgrade was removed, so none needs forwarding.
   std::optional<http::response_parser<http::buffer_body>> response;
+  make_room_to_read(upstream_->buffer);
   for (;;) {
     response.emplace();
     response->header_limit(64 * 1024);
@@ -332,7 +333,11 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
                                                                      : "sending the response to the worker: ") +
                     received.ec.message();
   }
-  if (!upstream_reusable || received.failed != RelayResult::Failed::Nothing) upstream_.reset();
+  if (!upstream_reusable || received.failed != RelayResult::Failed::Nothing) {
+    upstream_.reset();
+  } else {
+    release_room(upstream_->buffer);
+  }
   record_close(attempt, outcome);
   co_return keep_alive && received.failed == RelayResult::Failed::Nothing;
 }
