@@ -7,8 +7,10 @@
 //            → commit the decision event (invariant 2) → connect upstream (to
 //            the checked endpoints only: invariant 3) → relay → close event.
 //   CONNECT: read_head → parse target → identify → decide → connect upstream
-//            (TCP only, no payload) → 200 → read the ClientHello, check its
-//            SNI (invariant 4) → commit the decision event → relay → close.
+//            (TCP only, no payload; an inspected tunnel may take an idle TLS
+//            connection from the thread's pool instead) → 200 → read the
+//            ClientHello, check its SNI (invariant 4) → commit the decision
+//            event → relay (or inspect: inspect.h) → close.
 //
 // Admission: a connection over limits.max_connections (or the client's
 // max_connections_per_client) gets 503 and is closed before anything is

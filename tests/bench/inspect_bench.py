@@ -15,7 +15,13 @@ connection. Everything on loopback:
 Scenarios, interleaved per round so ratios hold on a busy machine:
   direct     straight to nginx (TLS, new connection per request)
   tunnel     through egress, CONNECT not inspected (end-to-end TLS)
-  inspected  through egress, CONNECT inspected (two handshakes in egress)
+  inspected  through egress, CONNECT inspected: the worker's handshake
+             with egress; egress's upstream connection comes from its
+             pool when nginx kept one alive (nginx's defaults:
+             keepalive_timeout 75s, keepalive_requests 1000)
+  no-reuse   the same through a second egress with the pool off
+             (tls.upstream_pool_size: 0): two full handshakes per
+             connection, as mitmproxy does (skip with --no-reuse-run)
 and a latency pass at concurrency 1 (median/p99 added over direct).
 
   mitmproxy  through mitmdump 8 intercepting (Debian's mitmproxy, started
@@ -103,7 +109,10 @@ def wait_for_port(port, timeout=10):
     raise RuntimeError("nothing listens on port %d" % port)
 
 
-def start_egress(egress, tmp, upstream_ca, admin):
+def start_egress(egress, tmp, upstream_ca, admin, reuse=True):
+    """egress with its own CA in `tmp`; `reuse` False turns off the upstream
+    connection pool (tls.upstream_pool_size: 0)."""
+    os.makedirs(tmp, exist_ok=True)
     subprocess.run([egress, "ca", "init", "--out", os.path.join(tmp, "certs")], check=True, capture_output=True)
     policy = os.path.join(tmp, "policy.yaml")
     with open(policy, "w") as f:
@@ -115,6 +124,8 @@ def start_egress(egress, tmp, upstream_ca, admin):
         f.write("dns:\n  hosts_file: false\n  servers: [\"127.0.0.1:%d\"]\n"
                 "  hosts:\n    allowed.test: [127.0.0.1]\n    tunnel.test: [127.0.0.1]\n" % free_port())
         f.write("log_level: warn\n")
+        if not reuse:
+            f.write("tls:\n  upstream_pool_size: 0\n")
     proc = subprocess.Popen([egress, "serve", "--config", config, "--policy", policy, "--audit-db",
                              os.path.join(tmp, "audit.db"), "--listen", "127.0.0.1:0", "--admin-listen", admin,
                              "--ca-cert", os.path.join(tmp, "certs", "ca.crt"),
@@ -177,6 +188,8 @@ def main():
     parser.add_argument("--latency-requests", type=int, default=300, help="requests per scenario at concurrency 1")
     parser.add_argument("--out", help="also write the results as JSON to this file")
     parser.add_argument("--no-mitmproxy", action="store_true", help="do not measure mitmproxy alongside")
+    parser.add_argument("--no-reuse-run", action="store_true",
+                        help="skip the run of a second egress with upstream connection reuse off")
     options = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="egress-inspect-bench-")
@@ -195,6 +208,13 @@ def main():
             "tunnel": ("https://tunnel.test:%d/1k" % port, proxy, egress.pid),
             "inspected": ("https://allowed.test:%d/1k" % port, proxy, egress.pid),
         }
+        if not options.no_reuse_run:
+            # The same, with the upstream connection pool off: two full
+            # handshakes per connection, as mitmproxy does.
+            single, single_proxy = start_egress(os.path.abspath(options.egress), os.path.join(tmp, "no-reuse"),
+                                                upstream_cert, "127.0.0.1:%d" % free_port(), reuse=False)
+            procs.append(single)
+            scenarios["no-reuse"] = ("https://allowed.test:%d/1k" % port, single_proxy, single.pid)
         if not options.no_mitmproxy and shutil.which("mitmdump"):
             mitm, mitm_proxy = start_mitmproxy(tmp)
             procs.append(mitm)
@@ -218,7 +238,7 @@ def main():
                                    "p50_ms": result["latency_ms"]["p50"], "p99_ms": result["latency_ms"]["p99"]})
 
         latency = {}
-        latency_scenarios = [n for n in ("direct", "inspected", "tunnel", "mitmproxy") if n in scenarios]
+        latency_scenarios = [n for n in ("direct", "inspected", "no-reuse", "tunnel", "mitmproxy") if n in scenarios]
         for name in latency_scenarios:
             url, via, _ = scenarios[name]
             result = subprocess.run([loadgen, "-url", url, "-c", "1", "-n", str(options.latency_requests),
@@ -227,6 +247,8 @@ def main():
             latency[name] = json.loads(result.stdout)["latency_ms"]
 
         hits, misses = metric(admin, "tls_cert_cache_hits_total"), metric(admin, "tls_cert_cache_misses_total")
+        reused = metric(admin, 'tls_upstream_connections_total{reused="yes"}')
+        opened = metric(admin, 'tls_upstream_connections_total{reused="no"}')
         summary = {}
         print("\nnew HTTPS connections through egress (GET /1k, new TCP + TLS per request), c=%d, %gs x %d rounds"
               % (options.concurrency, options.duration, options.rounds))
@@ -253,15 +275,20 @@ def main():
             print("%-10s %6.2f / %6.2f   (direct %.2f / %.2f)   added %+.2f / %+.2f"
                   % (name, latency[name]["p50"], latency[name]["p99"], latency["direct"]["p50"],
                      latency["direct"]["p99"], added50, added99))
-        print("\ncertificate cache: %d hits, %d misses" % (hits, misses))
+        print("\ncertificate cache: %d hits, %d misses; upstream TLS connections: %d opened, %d reused"
+              % (hits, misses, opened, reused))
         if "mitmproxy" in summary:
-            print("inspected connections/s: egress %.0f, mitmproxy %.0f (%.1fx)"
-                  % (summary["inspected"]["conn_per_s"], summary["mitmproxy"]["conn_per_s"],
-                     summary["inspected"]["conn_per_s"] / summary["mitmproxy"]["conn_per_s"]))
+            for name in ("inspected", "no-reuse"):
+                if name in summary:
+                    print("%s connections/s: egress %.0f, mitmproxy %.0f (%.1fx)"
+                          % (name, summary[name]["conn_per_s"], summary["mitmproxy"]["conn_per_s"],
+                             summary[name]["conn_per_s"] / summary["mitmproxy"]["conn_per_s"]))
         if options.out:
             with open(options.out, "w") as f:
                 json.dump({"summary": summary, "runs": runs, "latency": latency,
-                           "cert_cache": {"hits": hits, "misses": misses}, "settings": vars(options)}, f, indent=2)
+                           "cert_cache": {"hits": hits, "misses": misses},
+                           "upstream_connections": {"opened": opened, "reused": reused},
+                           "settings": vars(options)}, f, indent=2)
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
