@@ -10,7 +10,10 @@ void record_close(Worker& worker, const Attempt& attempt, const Attempt::Outcome
   auto event = attempt.close_event(outcome);
   admin::metrics().count_request(event, attempt.refusal_reason());
   worker.shared.audit.record(std::move(event));
-  spdlog::info("{}", attempt.log_line(outcome, worker.shared.config.log_format));
+  // Built only when it will be written: at log_level warn the line is work for nothing.
+  if (spdlog::should_log(spdlog::level::info)) {
+    spdlog::info("{}", attempt.log_line(outcome, worker.shared.config.log_format));
+  }
 }
 
 }  // namespace egress::proxy
