@@ -144,7 +144,8 @@ void read_limits(Reader& r, const YAML::Node& node, Limits& limits) {
 }
 
 void read_tls(Reader& r, const YAML::Node& node, TlsConfig& tls) {
-  r.check_keys(node, {"ca_cert", "ca_key", "upstream_ca", "cert_cache_size", "upstream_pool_size", "upstream_pool_idle"},
+  r.check_keys(node,
+               {"ca_cert", "ca_key", "upstream_ca", "cert_cache_size", "upstream_pool_size", "upstream_pool_idle"},
                "tls");
   if (node["ca_cert"]) tls.ca_cert = r.string(node["ca_cert"], "tls.ca_cert");
   if (node["ca_key"]) tls.ca_key = r.string(node["ca_key"], "tls.ca_key");
@@ -156,7 +157,9 @@ void read_tls(Reader& r, const YAML::Node& node, TlsConfig& tls) {
   if (node["upstream_pool_size"]) {
     tls.upstream_pool_size = r.number(node["upstream_pool_size"], "tls.upstream_pool_size", 100'000);
   }
-  if (node["upstream_pool_idle"]) tls.upstream_pool_idle = r.duration(node["upstream_pool_idle"], "tls.upstream_pool_idle");
+  if (node["upstream_pool_idle"]) {
+    tls.upstream_pool_idle = r.duration(node["upstream_pool_idle"], "tls.upstream_pool_idle");
+  }
   if (tls.ca_cert.empty() != tls.ca_key.empty()) {
     r.problem(node, "tls needs both ca_cert and ca_key (or neither, for no inspection)");
   }

@@ -117,9 +117,9 @@ int status_for(Reason upstream_failure) { return upstream_failure == Reason::Ups
 /// to do. Throws tls::CaError.
 UpstreamTlsPtr tls_to_upstream(const InspectedTunnel& args, beast::tcp_stream tcp, asio::ip::tcp::endpoint endpoint) {
   const auto& host = args.target.target.host;
-  return std::make_unique<UpstreamTls>(std::move(tcp),
-                                       args.worker.shared.inspection->new_upstream_ssl(host.host, host.type != policy::HostType::Name),
-                                       authority_of(args.target.target, 0), std::move(endpoint));
+  auto ssl = args.worker.shared.inspection->new_upstream_ssl(host.host, host.type != policy::HostType::Name);
+  return std::make_unique<UpstreamTls>(std::move(tcp), std::move(ssl), authority_of(args.target.target, 0),
+                                       std::move(endpoint));
 }
 
 class Inspector {
@@ -358,7 +358,8 @@ class Inspector {
       if (!ec) break;
       if (may_resend && interim == 0 && upstream_->buffer().size() == 0 && is_closed_connection(ec)) {
         may_resend = false;
-        spdlog::debug("inspected request {}: the kept-alive connection to {} was closed ({}); sending again on a new one",
+        spdlog::debug("inspected request {}: the kept-alive connection to {} was closed ({}); sending it again "
+                      "on a new one",
                       attempt.request_id(), upstream_->key(), ec.message());
         const bool reopened = co_await reopen_upstream();
         if (reopened) continue;
@@ -491,7 +492,8 @@ asio::awaitable<void> inspect_tunnel(InspectedTunnel& args, Attempt::Outcome& ou
     admin::metrics().count_cert_cache(leaf.hit);
     if (!leaf.hit) spdlog::debug("minted a leaf certificate for {} (certificate cache miss)", host.host);
     const bool pooled = args.pooled != nullptr;
-    auto upstream = pooled ? std::move(args.pooled) : tls_to_upstream(args, std::move(*args.fresh), args.fresh_endpoint);
+    auto upstream =
+        pooled ? std::move(args.pooled) : tls_to_upstream(args, std::move(*args.fresh), args.fresh_endpoint);
     inspector.emplace(args, inspection->new_server_ssl(leaf.cert.get()), std::move(upstream), pooled);
   } catch (const tls::CaError& e) {
     args.tunnel.set_failure(Reason::ClientHandshakeFailed, std::string("preparing TLS: ") + e.what());
