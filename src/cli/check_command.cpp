@@ -1,6 +1,8 @@
 // `egress check`: the what-if. Decides a URL or HOST:PORT under a policy
 // through proxy::evaluate(), the code path `serve` uses, resolving names
-// the way serve would (same resolver settings from --config).
+// the way serve would (same resolver settings from --config); for an
+// https:// URL whose tunnel is inspected, also the request inside it
+// (proxy::decide_inspected(), as the inspected request loop does).
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -9,6 +11,8 @@
 #include <algorithm>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "cli/commands.h"
 #include "egress/config/config.h"
@@ -26,26 +30,73 @@ struct CheckFlags {
   bool json = false;
 };
 
-/// "http://…" is a forwarded request; "https://host[:port]/…" is what a
-/// worker sends through CONNECT (only the authority is visible); anything
-/// else is HOST:PORT as in a CONNECT line.
-proxy::ParsedTarget parse_check_target(const std::string& text) {
+/// What the worker would send for a target: "http://…" is a forwarded
+/// request; "https://host[:port]/path" is a CONNECT to host:port, and the
+/// request (origin-form path) it carries if the tunnel is inspected;
+/// anything else is HOST:PORT as in a CONNECT line.
+struct CheckTarget {
+  proxy::ParsedTarget parsed;
+  std::optional<std::string> https_authority;  // set for https:// URLs
+  std::string https_origin_form;               // "/path?q" of an https:// URL
+};
+
+CheckTarget parse_check_target(const std::string& text) {
   constexpr std::string_view kHttps = "https://";
+  CheckTarget out;
   if (text.size() > kHttps.size() && std::equal(kHttps.begin(), kHttps.end(), text.begin(),
                                                 [](char a, char b) { return a == std::tolower(b); })) {
-    auto authority = text.substr(kHttps.size());
-    authority = authority.substr(0, authority.find_first_of("/?#"));
+    const auto rest = text.substr(kHttps.size());
+    const auto end = rest.find_first_of("/?#");
+    const auto authority = rest.substr(0, end);
+    out.https_authority = authority;
+    out.https_origin_form = end == std::string::npos ? "" : rest.substr(end, rest.find('#') - end);
+    if (!out.https_origin_form.starts_with('/')) out.https_origin_form.insert(0, "/");  // "", "?q"
     const bool has_port = authority.find(':', authority.rfind(']') == std::string::npos ? 0 : authority.rfind(']')) !=
                           std::string::npos;
-    return proxy::parse_connect_target(has_port ? authority : authority + ":443");
+    out.parsed = proxy::parse_connect_target(has_port ? authority : authority + ":443");
+  } else if (text.find("://") != std::string::npos) {
+    out.parsed = proxy::parse_absolute_target(text);
+  } else {
+    out.parsed = proxy::parse_connect_target(text);
   }
-  if (text.find("://") != std::string::npos) return proxy::parse_absolute_target(text);
-  return proxy::parse_connect_target(text);
+  return out;
+}
+
+/// The request inside an inspected tunnel, decided as serve would decide it.
+struct InspectedCheck {
+  std::string method, path;
+  policy::Decision decision;
+  int refusal_status = 403;
+};
+
+/// For a CONNECT that is allowed and inspected, and an https:// URL: the
+/// decision for the request the URL names, against the first address the
+/// tunnel would connect to.
+std::optional<InspectedCheck> check_inspected(const policy::Policy& policy, const CheckTarget& target,
+                                              const proxy::Evaluation& connect, const std::string& method,
+                                              const std::string& role) {
+  if (!connect.decision.allows() || !connect.decision.inspect || !target.https_authority) return std::nullopt;
+  InspectedCheck out;
+  out.method = method;
+  const auto inner = proxy::parse_inspected_target(target.https_origin_form, *target.https_authority, 11,
+                                                   target.parsed.request->target);
+  if (!inner.request) {
+    out.path = target.https_origin_form;
+    out.decision.verdict = policy::Verdict::Deny;
+    out.decision.reason = inner.reason;
+    out.decision.detail = inner.error;
+    out.refusal_status = inner.status;
+    return out;
+  }
+  out.path = inner.request->path;
+  out.decision = proxy::decide_inspected(policy, *inner.request, method, role, connect.endpoints.front().address());
+  return out;
 }
 
 void print(const CheckFlags& flags, const std::string& role, const proxy::RequestTarget& request,
-           const proxy::Evaluation& evaluation) {
+           const proxy::Evaluation& evaluation, const std::optional<InspectedCheck>& inspected) {
   const auto& d = evaluation.decision;
+  const bool tunnel_allowed = request.kind == policy::RequestKind::Connect && d.allows();
   if (flags.json) {
     boost::json::object out;
     out["target"] = flags.target;
@@ -61,6 +112,17 @@ void print(const CheckFlags& flags, const std::string& role, const proxy::Reques
     boost::json::array addresses;
     for (const auto& e : evaluation.endpoints) addresses.emplace_back(e.address().to_string());
     out["addresses"] = std::move(addresses);
+    if (tunnel_allowed) out["inspect"] = d.inspect;
+    if (inspected) {
+      const auto& i = inspected->decision;
+      out["request"] = {{"method", inspected->method},
+                        {"path", inspected->path},
+                        {"decision", std::string(policy::to_string(i.verdict))},
+                        {"reason", std::string(policy::to_string(i.reason))},
+                        {"rule", i.rule},
+                        {"detail", i.detail},
+                        {"status", i.allows() ? 200 : inspected->refusal_status}};
+    }
     std::cout << boost::json::serialize(out) << "\n";
     return;
   }
@@ -76,6 +138,23 @@ void print(const CheckFlags& flags, const std::string& role, const proxy::Reques
     for (const auto& e : evaluation.endpoints) std::cout << " " << e.address().to_string();
     std::cout << "\n";
   }
+  if (!tunnel_allowed) return;
+  if (!d.inspect) {
+    std::cout << "inspect:   no (end-to-end TLS: egress sees the host and port, never the path)\n";
+    return;
+  }
+  if (!inspected) {
+    std::cout << "inspect:   yes (each request inside is decided on its method and path; give an https:// URL "
+                 "to check one)\n";
+    return;
+  }
+  const auto& i = inspected->decision;
+  std::cout << "inspect:   yes; the request inside:\n"
+            << "request:   " << inspected->method << " " << inspected->path << "\n"
+            << "decision:  " << policy::to_string(i.verdict) << "\n"
+            << "reason:    " << policy::to_string(i.reason) << " - " << policy::explain(i.reason) << "\n"
+            << "rule:      " << (i.rule.empty() ? "(none)" : i.rule) << "\n";
+  if (!i.detail.empty()) std::cout << "detail:    " << i.detail << "\n";
 }
 
 int run_check(const CheckFlags& flags) {
@@ -102,7 +181,8 @@ int run_check(const CheckFlags& flags) {
     return kExitUsage;
   }
 
-  const auto parsed = parse_check_target(flags.target);
+  const auto target = parse_check_target(flags.target);
+  const auto& parsed = target.parsed;
   if (!parsed.request) {
     std::cerr << "egress check: " << flags.target << ": " << policy::to_string(parsed.reason) << ": " << parsed.error
               << "\n";
@@ -137,8 +217,10 @@ int run_check(const CheckFlags& flags) {
       asio::co_spawn(ioc, proxy::evaluate(*policy, *resolver, *parsed.request, method, role), asio::use_future);
   ioc.run();
   const auto evaluation = future.get();
-  print(flags, role, *parsed.request, evaluation);
-  return evaluation.decision.allows() ? kExitOk : kExitDenied;
+  const auto inspected = check_inspected(*policy, target, evaluation, flags.method, role);
+  print(flags, role, *parsed.request, evaluation, inspected);
+  const bool allowed = inspected ? inspected->decision.allows() : evaluation.decision.allows();
+  return allowed ? kExitOk : kExitDenied;
 }
 
 }  // namespace
@@ -150,12 +232,14 @@ void add_check_command(CLI::App& app, int& exit_code) {
   check->add_option("--mode", flags->mode, "override the policy's mode");
   check->add_option("--config", flags->config_file, "serve's configuration file (for its policy and DNS settings)")
       ->check(CLI::ExistingFile);
-  check->add_option("--method", flags->method, "HTTP method for http:// URLs (default GET)");
+  check->add_option("--method", flags->method,
+                    "HTTP method for http:// URLs, and for https:// URLs whose tunnel is inspected (default GET)");
   auto* role = check->add_option("--role", flags->role, "decide as this role");
   check->add_option("--source", flags->source, "decide as a worker connecting from this address (its role)")
       ->excludes(role);
   check->add_flag("--json", flags->json, "print one JSON object");
-  check->add_option("target", flags->target, "http://host/path, https://host/… (checked as CONNECT) or HOST:PORT")
+  check->add_option("target", flags->target,
+                    "http://host/path, https://host/path (the CONNECT, and the request if inspected) or HOST:PORT")
       ->required();
   check->callback([flags, &exit_code] { exit_code = run_check(*flags); });
 }

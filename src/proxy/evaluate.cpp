@@ -183,4 +183,13 @@ asio::awaitable<Evaluation> evaluate(const policy::Policy& policy, dns::Resolver
   co_return out;
 }
 
+policy::Decision decide_inspected(const policy::Policy& policy, const RequestTarget& request, std::string_view method,
+                                  std::string_view role, const boost::asio::ip::address& upstream) {
+  const policy::DecideArgs args{request.target, policy::RequestKind::Inspected, method, request.path, role};
+  const auto decision = policy.decide(args);
+  if (!decision.needs_addresses) return decision;
+  const policy::IpAddress address = to_policy_address(upstream);
+  return policy.check_addresses(decision, args, std::span<const policy::IpAddress>(&address, 1));
+}
+
 }  // namespace egress::proxy

@@ -283,13 +283,8 @@ class Inspector {
     // Methods and paths are visible now. The addresses were resolved and
     // checked for the CONNECT; the inner request is checked against the
     // address this tunnel is connected to (invariant 3: no new lookup).
-    const policy::DecideArgs decide_args{target.target, policy::RequestKind::Inspected, request.method_string(),
-                                         target.path, attempt.role()};
-    auto decision = policy.decide(decide_args);
-    if (decision.needs_addresses) {
-      const policy::IpAddress address = to_policy_address(upstream_endpoint.address());
-      decision = policy.check_addresses(decision, decide_args, std::span<const policy::IpAddress>(&address, 1));
-    }
+    const auto decision =
+        decide_inspected(policy, target, request.method_string(), attempt.role(), upstream_endpoint.address());
     attempt.set_decision(decision);
     if (!decision.allows()) {
       attempt.set_deny_message(std::string(policy.deny_message(attempt.role())));

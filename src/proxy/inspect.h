@@ -72,12 +72,4 @@ struct InspectedTunnel {
 /// records as the tunnel's close event.
 boost::asio::awaitable<void> inspect_tunnel(InspectedTunnel& args, Attempt::Outcome& outcome);
 
-/// The target of a request inside an inspected tunnel (pure; tested alone):
-/// origin-form ("/path?q") or absolute-form with https and the tunnel's
-/// host. The Host header, when present (required for HTTP/1.1), must name
-/// the tunnel's host (and port, if it gives one): otherwise status 421 with
-/// reason host-mismatch. Anything else is 400 bad-request.
-ParsedTarget parse_inspected_target(std::string_view request_target, std::string_view host_header,
-                                    unsigned version, const policy::Target& tunnel);
-
 }  // namespace egress::proxy

@@ -4,9 +4,11 @@ FILE:LINE: severity lines); `hash-token` against Python's sha256; `import
 --from-squid` of a sample squid.conf with a file-based list, then `egress
 check` on sample hosts compared with a tiny squid first-match evaluator;
 `suggest` from the audit database of a real `egress serve` session, loaded
-back and checked with `egress check`; `diff` over that audit database."""
+back and checked with `egress check`; `diff` over that audit database;
+`egress check` on https:// URLs of inspected and plain tunnels."""
 import glob
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -206,12 +208,60 @@ def test_suggest_and_diff(workdir, check):
     up.close()
 
 
+INSPECT_POLICY = """\
+version: 1
+mode: self-hosted
+allow:
+  - host: .huggingface.co
+    inspect: true
+    paths: [/api/models/]
+    methods: [GET, HEAD]
+  - host: plain.example
+"""
+
+
+def test_check_inspected(workdir, check):
+    """`egress check` on https:// URLs: the CONNECT, and for an inspected
+    tunnel the request inside, decided on method and path as serve would."""
+    policy = os.path.join(workdir, "inspect.yaml")
+    with open(policy, "w") as f:
+        f.write(INSPECT_POLICY)
+    config = check_config(workdir, ["huggingface.co", "plain.example"])
+    cases = [  # target, extra args, exit, inspect, request (method, path, decision, reason) or None
+        ("https://huggingface.co/api/models/x?rev=2", (), 0, True, ("GET", "/api/models/x", "allow", "allow-rule")),
+        ("https://huggingface.co/admin", (), 1, True, ("GET", "/admin", "deny", "path-not-allowed")),
+        ("https://huggingface.co", (), 1, True, ("GET", "/", "deny", "path-not-allowed")),
+        ("https://huggingface.co/api/models/x", ("--method", "POST"), 1, True,
+         ("POST", "/api/models/x", "deny", "method-not-allowed")),
+        ("huggingface.co:443", (), 0, True, None),
+        ("https://plain.example/anything", (), 0, False, None),
+    ]
+    for target, args, code, inspect, request in cases:
+        out = egress("check", "--json", "--policy", policy, "--config", config, *args, target)
+        try:
+            result = json.loads(out.stdout)
+        except ValueError:
+            result = {}
+        got = result.get("request")
+        got = (got["method"], got["path"], got["decision"], got["reason"]) if got else None
+        check("check %s %s: exit %d, inspect %s, request %s" % (" ".join(args), target, code, inspect, request),
+              out.returncode == code and result.get("decision") == "allow" and result.get("inspect") == inspect and
+              got == request, out.stdout + out.stderr)
+    out = egress("check", "--policy", policy, "--config", config, "https://huggingface.co/admin")
+    check("check's text output says the tunnel is inspected and why the request is refused",
+          "inspect:   yes" in out.stdout and "request:   GET /admin" in out.stdout and
+          "path-not-allowed" in out.stdout, out.stdout)
+    out = egress("check", "--policy", policy, "--config", config, "https://plain.example/x")
+    check("check's text output says a plain tunnel is not inspected", "inspect:   no" in out.stdout, out.stdout)
+
+
 def run(workdir, results):
     check = results.check
     test_lint(workdir, check)
     test_hash_token(workdir, check)
     test_import(workdir, check)
     test_suggest_and_diff(workdir, check)
+    test_check_inspected(workdir, check)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,20 @@ ParsedTarget parse_absolute_target(std::string_view target);
 /// A CONNECT authority ("host:port", "[v6]:port").
 ParsedTarget parse_connect_target(std::string_view authority);
 
+/// The target of a request inside an inspected tunnel (pure; tested alone):
+/// origin-form ("/path?q") or absolute-form with https and the tunnel's
+/// host. The Host header, when present (required for HTTP/1.1), must name
+/// the tunnel's host (and port, if it gives one): otherwise status 421 with
+/// reason host-mismatch. Anything else is 400 bad-request.
+ParsedTarget parse_inspected_target(std::string_view request_target, std::string_view host_header,
+                                    unsigned version, const policy::Target& tunnel);
+
+/// The decision for a request inside an inspected tunnel: decided with its
+/// method and path, and the one address the tunnel is connected to checked
+/// again where the rule needs addresses (invariant 3: no new lookup).
+policy::Decision decide_inspected(const policy::Policy& policy, const RequestTarget& request, std::string_view method,
+                                  std::string_view role, const boost::asio::ip::address& upstream);
+
 /// The resolver settings of a serve configuration (static hosts parsed).
 /// Throws std::runtime_error naming a dns.hosts entry that is not an address.
 dns::ResolverOptions resolver_options(const config::DnsConfig& dns);
