@@ -9,7 +9,9 @@ and curl run under it, unshare(0) (allowed without it) is refused. Finally
 
 Network rule: the upstream lives in a network namespace this test creates
 (10.213.250.0/30) and deletes; egress listens on 10.213.251.1, an address
-`egress sandbox setup` puts on lo and `teardown` removes.
+`egress sandbox setup` puts on lo and `teardown` removes. `sandbox verify
+--policy --role` checks that running deployment (and fails when the role's
+URLs are swapped).
 """
 import json
 import os
@@ -263,6 +265,22 @@ def run(workdir, results):
         check("audit: client addresses are in the role's range",
               all(r[1].startswith("10.213.241.") if r[0] == "comfyui" else r[1].startswith("10.213.242.")
                   for r in rows), str(rows))
+
+        # -- `sandbox verify` against this running deployment (--policy mode) --
+        def verify(allowed, denied):
+            return subprocess.run([harness.EGRESS, "sandbox", "verify", "--policy", policy, "--role", "comfyui",
+                                   "--proxy", proxy, "--allowed-url", allowed, "--denied-url", denied],
+                                  capture_output=True, text=True, timeout=120)
+        good = verify("http://hf.test:8080/", "http://gh.test:8080/")
+        print(good.stdout)
+        check("verify --policy --role comfyui on the running egress: exit 0, no FAIL",
+              good.returncode == 0 and "[FAIL]" not in good.stdout, good.stdout + good.stderr)
+        check("verify --policy: the proxy path line passes with the role's URLs",
+              re.search(r"\[PASS\] Egress proxy path", good.stdout) is not None, good.stdout)
+        swapped = verify("http://gh.test:8080/", "http://hf.test:8080/")
+        check("verify --policy with the URLs swapped (comfyui may not reach gh.test): exit 1, the proxy path fails",
+              swapped.returncode == 1 and re.search(r"\[FAIL\] Egress proxy path", swapped.stdout) is not None,
+              swapped.stdout + swapped.stderr)
 
         # -- the rendered seccomp profile, for real, in a sandbox --
         sh(harness.EGRESS, "sandbox", "render", "--target", "seccomp", "--out", workdir)
