@@ -66,6 +66,12 @@ policy::IpAddress to_policy_address(const asio::ip::address& address) {
   return policy::IpAddress::v6(address.to_v6().to_bytes());
 }
 
+std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
+         std::to_string(endpoint.port());
+}
+
 ParsedTarget parse_absolute_target(std::string_view target) {
   if (target.starts_with('/')) {
     return refuse(Reason::OriginForm,

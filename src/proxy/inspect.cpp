@@ -21,12 +21,6 @@ using namespace asio::experimental::awaitable_operators;
 using policy::Reason;
 using RequestParser = http::request_parser<http::buffer_body>;
 
-std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint) {
-  const auto address = endpoint.address();
-  return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
-         std::to_string(endpoint.port());
-}
-
 ParsedTarget refuse_target(int status, Reason reason, std::string error) {
   ParsedTarget out;
   out.status = status;
@@ -219,19 +213,14 @@ class Inspector {
   asio::awaitable<bool> reopen_upstream() {
     upstream_.reset();
     upstream_reusable_ = upstream_reused_ = false;
-    beast::tcp_stream tcp(co_await asio::this_coro::executor);
-    tcp.expires_after(limits_.connect_timeout);
-    auto [ec, endpoint] = co_await tcp.async_connect(args_.endpoints, use_nothrow);
-    if (ec) {
-      const bool timed_out = ec == beast::error::timeout;
-      upstream_reason_ = timed_out ? Reason::UpstreamTimeout : Reason::UpstreamUnreachable;
-      upstream_error_ = "connecting to " + authority_of(args_.target.target, 0) + ": " +
-                        (timed_out ? std::string("timed out") : ec.message());
+    auto connected = co_await connect_checked(args_.endpoints, limits_.connect_timeout);
+    if (connected.ec) {
+      upstream_reason_ = connected.reason();
+      upstream_error_ = connected.failure(authority_of(args_.target.target, 0));
       co_return false;
     }
-    tcp.socket().set_option(asio::ip::tcp::no_delay(true));
     try {
-      upstream_ = tls_to_upstream(args_, std::move(tcp), endpoint);
+      upstream_ = tls_to_upstream(args_, std::move(connected.stream), connected.endpoint);
     } catch (const tls::CaError& e) {
       upstream_reason_ = Reason::UpstreamUnreachable;
       upstream_error_ = std::string("preparing TLS towards the upstream: ") + e.what();

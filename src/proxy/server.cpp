@@ -21,6 +21,7 @@
 
 #include <sys/stat.h>
 
+#include "egress/proxy/evaluate.h"
 #include "proxy/relay.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
@@ -255,9 +256,7 @@ int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, au
     }
   }
 
-  const auto address = endpoint.address();
-  on_listening((address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
-               std::to_string(endpoint.port()));
+  on_listening(endpoint_text(endpoint));
 
   std::vector<std::thread> running;
   for (auto& worker : workers) {

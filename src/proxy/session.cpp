@@ -4,8 +4,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <boost/asio/connect.hpp>
-
 #include "proxy/audit_events.h"
 #include "proxy/client_hello.h"
 #include "proxy/http_rules.h"
@@ -20,12 +18,6 @@ namespace {
 using namespace asio::experimental::awaitable_operators;
 using tcp = asio::ip::tcp;
 using policy::Reason;
-
-std::string endpoint_text(const tcp::endpoint& endpoint) {
-  const auto address = endpoint.address();
-  return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
-         std::to_string(endpoint.port());
-}
 
 bool expects_continue(const http::request_header<>& head) {
   const auto expect = head[http::field::expect];
@@ -210,17 +202,12 @@ asio::awaitable<int> Session::connect_upstream(Attempt& attempt, const RequestTa
                         std::find(endpoints.begin(), endpoints.end(), upstream_->endpoint) != endpoints.end();
   if (!reusable) {
     upstream_.reset();
-    beast::tcp_stream stream(co_await asio::this_coro::executor);
-    stream.expires_after(worker_.shared.config.limits.connect_timeout);
-    auto [ec, endpoint] = co_await stream.async_connect(endpoints, use_nothrow);
-    if (ec) {
-      const bool timed_out = ec == beast::error::timeout;
-      attempt.set_failure(timed_out ? Reason::UpstreamTimeout : Reason::UpstreamUnreachable,
-                          "connecting to " + key + ": " + (timed_out ? std::string("timed out") : ec.message()));
-      co_return timed_out ? 504 : 502;
+    auto connected = co_await connect_checked(endpoints, worker_.shared.config.limits.connect_timeout);
+    if (connected.ec) {
+      attempt.set_failure(connected.reason(), connected.failure(key));
+      co_return connected.reason() == Reason::UpstreamTimeout ? 504 : 502;
     }
-    stream.socket().set_option(tcp::no_delay(true));
-    upstream_.emplace(Upstream{std::move(stream), {}, key, endpoint});
+    upstream_.emplace(Upstream{std::move(connected.stream), {}, key, connected.endpoint});
   }
   attempt.set_upstream(endpoint_text(upstream_->endpoint));
   co_return 0;

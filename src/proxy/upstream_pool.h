@@ -1,5 +1,6 @@
-// Upstream TLS connections of inspected tunnels, and the per-thread pool
-// that keeps them between tunnels.
+// Upstream connections: opening one (to checked addresses only), the TLS
+// connections of inspected tunnels, and the per-thread pool that keeps
+// those between tunnels.
 //
 // A worker that opens a new connection for every request (most HTTP
 // clients in a script) would otherwise cost egress, and the upstream, a
@@ -30,12 +31,14 @@
 #include <string>
 #include <string_view>
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/flat_stream.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "egress/policy/reason.h"
 #include "egress/tls/openssl.h"
 
 namespace egress::proxy {
@@ -43,6 +46,24 @@ namespace egress::proxy {
 /// True while nothing is waiting to be read and the peer has not closed:
 /// a non-blocking peek that would block.
 bool still_open(boost::asio::ip::tcp::socket& socket);
+
+/// A TCP connection to an upstream, or why there is none.
+struct CheckedConnection {
+  boost::beast::tcp_stream stream;
+  boost::asio::ip::tcp::endpoint endpoint;  // the address that answered
+  boost::beast::error_code ec;
+
+  /// On failure: upstream-timeout or upstream-unreachable.
+  policy::Reason reason() const;
+  /// On failure: "connecting to KEY: timed out" (or the error).
+  std::string failure(std::string_view key) const;
+};
+
+/// Connects to the first of `endpoints` that answers within `timeout`, with
+/// TCP_NODELAY. `endpoints` are the addresses a decision checked, and only
+/// those (invariant 3: connect to what was checked).
+boost::asio::awaitable<CheckedConnection> connect_checked(std::span<const boost::asio::ip::tcp::endpoint> endpoints,
+                                                          std::chrono::milliseconds timeout);
 
 /// A TLS connection from egress to an upstream. It owns the TCP stream
 /// beneath, so it can outlive the tunnel that opened it.

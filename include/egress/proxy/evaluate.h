@@ -66,6 +66,9 @@ dns::ResolverOptions resolver_options(const config::DnsConfig& dns);
 /// An Asio address as the policy's plain value type.
 policy::IpAddress to_policy_address(const boost::asio::ip::address& address);
 
+/// "ip:port" or "[v6]:port", as audit rows and logs write an endpoint.
+std::string endpoint_text(const boost::asio::ip::tcp::endpoint& endpoint);
+
 /// The outcome of evaluate(): the final decision and, when it allows, the
 /// exact endpoints to connect to (invariant 3: never resolved again).
 struct Evaluation {
