@@ -93,6 +93,22 @@ std::optional<InspectedCheck> check_inspected(const policy::Policy& policy, cons
   return out;
 }
 
+/// decision, reason, rule and detail: for the CONNECT or plain request, and
+/// again for the request inside an inspected tunnel.
+void add_decision(boost::json::object& out, const policy::Decision& d) {
+  out["decision"] = std::string(policy::to_string(d.verdict));
+  out["reason"] = std::string(policy::to_string(d.reason));
+  out["rule"] = d.rule;
+  out["detail"] = d.detail;
+}
+
+void print_decision(const policy::Decision& d) {
+  std::cout << "decision:  " << policy::to_string(d.verdict) << "\n"
+            << "reason:    " << policy::to_string(d.reason) << " - " << policy::explain(d.reason) << "\n"
+            << "rule:      " << (d.rule.empty() ? "(none)" : d.rule) << "\n";
+  if (!d.detail.empty()) std::cout << "detail:    " << d.detail << "\n";
+}
+
 void print(const CheckFlags& flags, const std::string& role, const proxy::RequestTarget& request,
            const proxy::Evaluation& evaluation, const std::optional<InspectedCheck>& inspected) {
   const auto& d = evaluation.decision;
@@ -103,10 +119,7 @@ void print(const CheckFlags& flags, const std::string& role, const proxy::Reques
     out["kind"] = std::string(policy::to_string(request.kind));
     out["host"] = request.target.host.host;
     out["port"] = request.target.port;
-    out["decision"] = std::string(policy::to_string(d.verdict));
-    out["reason"] = std::string(policy::to_string(d.reason));
-    out["rule"] = d.rule;
-    out["detail"] = d.detail;
+    add_decision(out, d);
     out["role"] = role;
     out["status"] = d.allows() ? 200 : evaluation.refusal_status;
     boost::json::array addresses;
@@ -114,25 +127,18 @@ void print(const CheckFlags& flags, const std::string& role, const proxy::Reques
     out["addresses"] = std::move(addresses);
     if (tunnel_allowed) out["inspect"] = d.inspect;
     if (inspected) {
-      const auto& i = inspected->decision;
-      out["request"] = {{"method", inspected->method},
-                        {"path", inspected->path},
-                        {"decision", std::string(policy::to_string(i.verdict))},
-                        {"reason", std::string(policy::to_string(i.reason))},
-                        {"rule", i.rule},
-                        {"detail", i.detail},
-                        {"status", i.allows() ? 200 : inspected->refusal_status}};
+      boost::json::object inner{{"method", inspected->method}, {"path", inspected->path}};
+      add_decision(inner, inspected->decision);
+      inner["status"] = inspected->decision.allows() ? 200 : inspected->refusal_status;
+      out["request"] = std::move(inner);
     }
     std::cout << boost::json::serialize(out) << "\n";
     return;
   }
   std::cout << "target:    " << flags.target << " (" << policy::to_string(request.kind) << " to "
             << request.target.host.host << ":" << request.target.port << ")\n"
-            << "role:      " << (role.empty() ? "(none)" : role) << "\n"
-            << "decision:  " << policy::to_string(d.verdict) << "\n"
-            << "reason:    " << policy::to_string(d.reason) << " - " << policy::explain(d.reason) << "\n"
-            << "rule:      " << (d.rule.empty() ? "(none)" : d.rule) << "\n";
-  if (!d.detail.empty()) std::cout << "detail:    " << d.detail << "\n";
+            << "role:      " << (role.empty() ? "(none)" : role) << "\n";
+  print_decision(d);
   if (!evaluation.endpoints.empty()) {
     std::cout << "addresses:";
     for (const auto& e : evaluation.endpoints) std::cout << " " << e.address().to_string();
@@ -148,13 +154,9 @@ void print(const CheckFlags& flags, const std::string& role, const proxy::Reques
                  "to check one)\n";
     return;
   }
-  const auto& i = inspected->decision;
   std::cout << "inspect:   yes; the request inside:\n"
-            << "request:   " << inspected->method << " " << inspected->path << "\n"
-            << "decision:  " << policy::to_string(i.verdict) << "\n"
-            << "reason:    " << policy::to_string(i.reason) << " - " << policy::explain(i.reason) << "\n"
-            << "rule:      " << (i.rule.empty() ? "(none)" : i.rule) << "\n";
-  if (!i.detail.empty()) std::cout << "detail:    " << i.detail << "\n";
+            << "request:   " << inspected->method << " " << inspected->path << "\n";
+  print_decision(inspected->decision);
 }
 
 int run_check(const CheckFlags& flags) {
