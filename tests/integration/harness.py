@@ -272,13 +272,19 @@ def tunnel(proxy_address, authority, timeout=5):
     host, port = proxy_address.rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=timeout)
     s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority.encode(), authority.encode()))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
+    head = read_until(s, b"\r\n\r\n", size=1)  # a byte at a time: what follows the head stays unread
+    return s, head.split(b"\r\n")[0].decode()
+
+
+def read_until(sock, marker, size=65536):
+    """What `sock` sends until `marker` has arrived, or until it closes."""
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(size)
         if not chunk:
             break
-        head += chunk
-    return s, head.split(b"\r\n")[0].decode()
+        data += chunk
+    return data
 
 
 def read_to_end(sock):

@@ -172,12 +172,7 @@ def check_slowloris(egress, check):
     host, port = egress.address.rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=10)
     s.sendall(request("http://allowed.test:%d/one" % upstream.port))
-    answer = b""
-    while b"hello from upstream /one" not in answer:
-        data = s.recv(65536)
-        if not data:
-            break
-        answer += data
+    answer = harness.read_until(s, b"hello from upstream /one")
     check("keep-alive: the first request is served", b"200" in answer.split(b"\r\n")[0], answer[:200])
     second = request("http://allowed.test:%d/two" % upstream.port)
     started, closed = time.time(), False
