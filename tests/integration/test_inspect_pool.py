@@ -54,6 +54,9 @@ class Origin:
     def __init__(self, tls_dir):
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(os.path.join(tls_dir, "upstream.crt"), os.path.join(tls_dir, "upstream.key"))
+        # Set once, and kept on the connection itself: handshakes of several
+        # connections may overlap.
+        self.context.sni_callback = lambda sock, name, ctx: setattr(sock, "sni", name)
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(64)
@@ -79,11 +82,8 @@ class Origin:
             threading.Thread(target=self._serve, args=(raw, number), daemon=True).start()
 
     def _serve(self, raw, number):
-        sni = []
-        context = self.context
         try:
-            context.sni_callback = lambda sock, name, ctx: sni.append(name)
-            conn = context.wrap_socket(raw, server_side=True)
+            conn = self.context.wrap_socket(raw, server_side=True)
         except (ssl.SSLError, OSError):
             raw.close()
             with self.lock:
@@ -109,7 +109,7 @@ class Origin:
                     reader.read(length)
                 served += 1
                 with self.lock:
-                    self.requests.append((number, served, method, path, sni[0] if sni else None))
+                    self.requests.append((number, served, method, path, getattr(conn, "sni", None)))
                     drop = served > 1 and self.drop_reused > 0
                     if drop:
                         self.drop_reused -= 1
