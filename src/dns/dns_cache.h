@@ -7,7 +7,7 @@
 //   (1) size() <= max_entries after every call.
 //   (2) find() never returns an entry whose expiry is <= now; such entries
 //       are dropped on sight (a stale answer would break invariant 3 of
-//       design.md as surely as a second lookup).
+//       docs/security.md as surely as a second lookup).
 //   (3) Stored entries never carry from_cache=true; find() sets it on the copy
 //       it returns.
 #pragma once

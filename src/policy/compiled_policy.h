@@ -107,7 +107,7 @@ class CompiledPolicy {
 /// Whether a rule's ports include `port` (an empty list is any port).
 bool rule_port_matches(const Rule& rule, std::uint16_t port);
 /// Whether a rule's path prefixes admit `path`; an empty path (not visible,
-/// e.g. CONNECT without inspection) is admitted, as design.md specifies.
+/// e.g. CONNECT without inspection) is admitted, as docs/policy.md specifies.
 bool rule_path_matches(const Rule& rule, std::string_view path);
 /// Whether `glob` ('*' within a segment, '**' across segments) matches the
 /// whole of `path` (the query already removed).

@@ -1,6 +1,6 @@
 // Reading allow, deny and internal entries from YAML into Rules: host
 // patterns (exact, ".domain", "*.subdomains", "~regex"), cidrs, ports, paths,
-// inspection and report state, with the defaults design.md documents. Every
+// inspection and report state, with the defaults docs/policy.md documents. Every
 // mistake becomes a problem with the entry's line and a suggested fix.
 #include <re2/re2.h>
 

@@ -1,4 +1,4 @@
-// Worker tokens (design.md invariant 6): a policy stores only
+// Worker tokens (docs/security.md, invariant 6): a policy stores only
 // "sha256:<hex>" of each worker's proxy secret. hash_token() is the one
 // place that form is made, for `egress policy hash-token` and for
 // Policy::role_for_token() to compare against.

@@ -14,7 +14,7 @@
 //      the certificate was verified for (same trust: one upstream SSL_CTX
 //      serves the whole process);
 //   2. its address is one of the new tunnel's checked addresses, under the
-//      policy in force now (invariant 3 of design.md: no unchecked address);
+//      policy in force now (docs/security.md, invariant 3: no unchecked address);
 //   3. it is still open (the upstream did not close it or send anything)
 //      and has been idle for less than the idle timeout.
 // Requests are never interleaved: a connection is owned by one tunnel at a

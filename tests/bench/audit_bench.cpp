@@ -1,4 +1,4 @@
-// Audit benchmarks (figures in the README; commands in audit_bench.sh).
+// Audit benchmarks (figures in docs/performance.md; commands in audit_bench.sh).
 //
 //   audit_bench writer DB [SECONDS] [SESSIONS]
 //     Sustained writer throughput with commit-before-upstream on: SESSIONS

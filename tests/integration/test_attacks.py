@@ -24,7 +24,7 @@ developer-mode policy denies every address outside loopback with `deny`
 cidrs, and the cases expect `deny-rule` for those targets instead.
 
 Cases are listed in CASES with their family; `--list` prints the counts as
-the README's table, and the run checks that the README's table matches.
+docs/security.md's table, and the run checks that the table there matches.
 """
 import concurrent.futures
 import contextlib
@@ -1205,10 +1205,10 @@ def run(workdir, results):
 
     check("at least 80 distinct attack cases", len(CASES) >= 80 and len({c.name for c in CASES}) == len(CASES),
           str(len(CASES)))
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
-    check("README's attack table matches the suite (python3 %s --list)" % os.path.relpath(__file__, ROOT),
-          readme_table() in readme, "\n" + readme_table())
+    with open(os.path.join(ROOT, "docs", "security.md")) as f:
+        security_doc = f.read()
+    check("docs/security.md's attack table matches the suite (python3 %s --list)" % os.path.relpath(__file__, ROOT),
+          readme_table() in security_doc, "\n" + readme_table())
     for name, instance in ctx.instances.items():
         if instance is not None:
             code = instance.stop()

@@ -1,6 +1,6 @@
 """A 1 GiB download through HTTP forwarding and through a CONNECT tunnel
 must stream: egress's peak resident memory (VmHWM) stays under 64 MiB.
-Prints the figures so the README can quote them."""
+Prints the figures so docs/performance.md can quote them."""
 import harness
 from harness import Egress, Upstream
 

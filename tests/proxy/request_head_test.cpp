@@ -1,5 +1,5 @@
 // The strict raw request-head check: every smuggling shape of the contract
-// (README "Reason codes") is refused with its status and reason, and the
+// (docs/operating.md "Reason codes") is refused with its status and reason, and the
 // ordinary heads curl and browsers send pass. Table-driven.
 #include <catch2/catch.hpp>
 

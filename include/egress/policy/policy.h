@@ -3,7 +3,7 @@
 // addresses back for the second step, so the whole engine is tested
 // exhaustively without sockets.
 //
-// Evaluation order (the README's "How a request is decided" repeats it, and
+// Evaluation order (docs/policy.md "How a request is decided" repeats it, and
 // tests/policy/policy_test.cpp follows it step by step):
 //
 //   0. The target was normalised (target.h); a target that could not be is
@@ -114,7 +114,7 @@ struct DecideArgs {
   std::string_view role;    // "" when the worker has no role
 };
 
-// ---- The policy model, as loaded from YAML (see policies/ and the README) ----
+// ---- The policy model, as loaded from YAML (see policies/ and docs/policy.md) ----
 
 struct HostPattern {
   enum class Kind {

@@ -1,6 +1,6 @@
 // Reason codes: why egress allowed or refused an attempt. Each code is a
 // stable, kebab-case string that appears in 403 bodies, the audit log and
-// metrics, and is documented in the README ("Reason codes"). The list is
+// metrics, and is documented in docs/operating.md ("Reason codes"). The list is
 // declared once here; everything else (enum, to_string, parsing, metric
 // labels) is generated from it.
 #pragma once

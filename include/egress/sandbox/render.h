@@ -30,7 +30,7 @@ struct RenderOptions {
   std::string k8s_namespace = "sandbox";
   std::string image = "egress:latest";
   std::vector<std::string> cluster_cidrs = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"};
-  std::vector<std::string> runsc_args;        // daemon.json runtimeArgs (e.g. "--network=host", see README)
+  std::vector<std::string> runsc_args;        // daemon.json runtimeArgs (e.g. "--network=host", see docs/sandboxing.md)
   std::string apparmor_name = "egress-worker";
 };
 

@@ -2,7 +2,7 @@
 // policy shaped like a real deployment (a few hundred host entries: exact
 // hosts, domains, subdomain globs, a handful of regexes, CIDRs, deny rules
 // and a role), and host normalisation over every spelling a worker can send.
-// Figures and the command that produced them are in the README
+// Figures and the command that produced them are in docs/performance.md
 // ("Performance"); CI builds this file so it cannot rot, but does not run it.
 #include <benchmark/benchmark.h>
 
