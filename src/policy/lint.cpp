@@ -45,8 +45,18 @@ bool paths_cover(const Rule& outer, const Rule& inner) {
 }
 
 // Options that change what a match does, beyond admitting it.
+bool same_injections(const Rule& a, const Rule& b) {
+  return std::equal(a.inject.begin(), a.inject.end(), b.inject.begin(), b.inject.end(),
+                    [](const Injection& x, const Injection& y) {
+                      return x.header == y.header && x.value == y.value && x.basic_user == y.basic_user &&
+                             x.only_placeholder == y.only_placeholder;
+                    }) &&
+         a.allow_plaintext == b.allow_plaintext;
+}
+
 bool same_options(const Rule& a, const Rule& b) {
-  return a.inspect == b.inspect && a.allow_no_sni == b.allow_no_sni && a.raw_tcp == b.raw_tcp;
+  return a.inspect == b.inspect && a.allow_no_sni == b.allow_no_sni && a.raw_tcp == b.raw_tcp &&
+         same_injections(a, b);
 }
 
 bool same_rule(const Rule& a, const Rule& b) {
