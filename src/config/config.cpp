@@ -167,7 +167,7 @@ void read_tls(Reader& r, const YAML::Node& node, TlsConfig& tls) {
 
 void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   r.check_keys(root,
-               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "retention", "threads", "dns", "limits", "tls", "log_level", "log_format"},
+               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "secrets_dir", "retention", "threads", "dns", "limits", "tls", "log_level", "log_format"},
                "the configuration");
   if (root["listen"]) {
     config.listen = r.string(root["listen"], "listen");
@@ -194,6 +194,7 @@ void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
     else if (sync != "normal") r.problem(root["audit_sync"], "audit_sync must be normal or full");
   }
   if (root["audit_stream"]) config.audit_stream = r.string(root["audit_stream"], "audit_stream");
+  if (root["secrets_dir"]) config.secrets_dir = r.string(root["secrets_dir"], "secrets_dir");
   if (root["retention"]) config.retention = r.duration(root["retention"], "retention");
   if (root["threads"]) config.threads = static_cast<unsigned>(r.number(root["threads"], "threads", 256));
   // A section that is not a map would make yaml-cpp throw on lookup; say

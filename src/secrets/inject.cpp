@@ -66,6 +66,13 @@ std::string InjectionPlan::injected_names() const {
   return names;
 }
 
+std::span<const policy::Injection> injections_for(const policy::Decision& decision, policy::RequestKind kind) {
+  if (decision.verdict != policy::Verdict::Allow) return {};
+  if (kind == policy::RequestKind::Inspected) return decision.inject;
+  if (kind == policy::RequestKind::Http && decision.inject_plaintext) return decision.inject;
+  return {};
+}
+
 InjectionPlan plan_injections(std::span<const policy::Injection> injections, const SecretStore& store,
                               const HeaderLookup& worker_header) {
   InjectionPlan plan;

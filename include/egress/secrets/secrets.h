@@ -77,6 +77,12 @@ struct InjectionPlan {
   std::string injected_names() const;
 };
 
+/// The injections a decided request gets: the rule's `inject` on an
+/// allowed request inside an inspected tunnel (the upstream's certificate
+/// verified), or on a plain HTTP request when the rule says
+/// allow_plaintext; none for CONNECT tunnels, report verdicts or denials.
+std::span<const policy::Injection> injections_for(const policy::Decision& decision, policy::RequestKind kind);
+
 /// Reads a header the worker sent (first value), or nullopt.
 using HeaderLookup = std::function<std::optional<std::string_view>(std::string_view name)>;
 
