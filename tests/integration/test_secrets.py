@@ -33,14 +33,12 @@ HF_TOKEN = "hf_SeCrEt_0123456789abcdef"
 GIT_TOKEN = "git-pAsSwOrD-9876543210"
 GH_TOKEN = "ghp_PlAcEhOlDeR_555444333"
 WORKER_TOKEN = "worker-token-for-the-trusted-role"
+OTHER_TOKEN = "worker-token-for-the-other-role"
 
 POLICY = """\
 version: 1
 mode: self-hosted
 allow:
-  - host: models.test
-    ports: any
-    inspect: true
   - host: git.test
     ports: any
     inspect: true
@@ -66,7 +64,16 @@ allow:
     inject:
       - header: X-Api-Key
         value: "{secret:absent}"
+internal:
+  - cidr: 127.0.0.1/32       # the test names resolve here; an allow rule may reach it
+    ports: any
 roles:
+  other:                   # reaches the same host, without the injection
+    tokens: [%s]
+    allow:
+      - host: models.test
+        ports: any
+        inspect: true
   trusted:
     tokens: [%s]
     allow:
@@ -216,8 +223,8 @@ def run(workdir, results):
 
     hosts = {name: "127.0.0.1" for name in ("models.test", "opt.test", "echo.test", "missing.test", "git.test")}
     admin = "127.0.0.1:%d" % harness.free_port()
-    token_hash = subprocess.run([harness.EGRESS, "policy", "hash-token", WORKER_TOKEN], capture_output=True,
-                                text=True, check=True).stdout.strip()
+    token_hash = tuple(subprocess.run([harness.EGRESS, "policy", "hash-token", token], capture_output=True,
+                                      text=True, check=True).stdout.strip() for token in (OTHER_TOKEN, WORKER_TOKEN))
     egress = Egress(workdir, POLICY % token_hash, hosts=hosts,
                     extra_args=("--ca-cert", egress_ca, "--ca-key", os.path.join(certs, "ca.key"),
                                 "--upstream-ca", upstream_ca[1], "--admin-listen", admin,
@@ -229,7 +236,7 @@ def run(workdir, results):
         check("egress stops cleanly (exit 0)", code == 0, egress.log_text()[-2000:])
         origin.shutdown()
         git_origin.shutdown()
-    check_nowhere(check, workdir, egress)
+    check_nowhere(check, workdir, egress, POLICY % token_hash)
 
 
 def curl(egress, url, egress_ca, *args):
@@ -250,11 +257,13 @@ def run_checks(check, workdir, egress, admin, egress_ca, origin, git_origin, tok
                          capture_output=True, text=True, timeout=30)
     check("python urllib without a credential gets it too", out.stdout.startswith("200 private resource /api/m"),
           out.stdout + out.stderr[-300:])
-    status, _, _, _ = curl(egress, "https://models.test:%d/private/model.bin" % port, egress_ca)
-    check("a worker of no role (global rule, no inject) gets the upstream's 401", status == 401, str(status))
-    rows = egress.wait_for_events("event = 'close' AND kind = 'inspected' AND host = 'models.test'", count=3)
-    check("the audit names the injected secret on the trusted role's requests only",
-          sorted(r.get("injected") or "" for r in rows) == ["", "hf_token", "hf_token"], str(rows))
+    status, _, _, _ = curl(egress, "https://models.test:%d/private/model.bin" % port, egress_ca,
+                           "--proxy-user", "w:" + OTHER_TOKEN)
+    check("a worker of a role without the injecting rule gets the upstream's 401", status == 401, str(status))
+    rows = egress.wait_for_events("event = 'decision' AND kind = 'inspected' AND host = 'models.test'", count=3)
+    check("the audit's decision rows name the injected secret on the trusted role's requests only",
+          sorted((r["role"], r["injected"] or "") for r in rows) ==
+          [("other", ""), ("trusted", "hf_token"), ("trusted", "hf_token")], str(rows))
 
     status, _, body, _ = curl(egress, "https://opt.test:%d/r" % port, egress_ca, "-H", "Authorization: token egress:gh")
     check("only_placeholder: a request carrying egress:gh gets the secret", status == 200, "%s %s" % (status, body))
@@ -326,7 +335,8 @@ def git_clone(workdir, egress, egress_ca, port):
     dest = os.path.join(workdir, "clone")
     shutil.rmtree(dest, ignore_errors=True)
     git = ["git", "-c", "http.proxy=" + egress.proxy, "-c", "http.sslCAInfo=" + egress_ca, "-c", "credential.helper="]
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false", SSH_ASKPASS="/bin/false")
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false", SSH_ASKPASS="/bin/false",
+               GIT_SSL_CAINFO=egress_ca)
     out = subprocess.run(git + ["clone", "-q", "https://git.test:%d/private.git" % port, dest], env=env,
                          capture_output=True, text=True, timeout=60)
     out.cloned = out.returncode == 0 and os.path.exists(os.path.join(dest, "model.txt"))
@@ -339,7 +349,7 @@ def check_git(check, workdir, egress, egress_ca, port):
           out.stderr[-500:])
 
 
-def check_nowhere(check, workdir, egress):
+def check_nowhere(check, workdir, egress, policy_text):
     needles = [v.encode() for v in (HF_TOKEN, GIT_TOKEN, GH_TOKEN)]
     hits = []
     for name in os.listdir(workdir):
@@ -349,7 +359,10 @@ def check_nowhere(check, workdir, egress):
                 data = f.read()
             hits += [name for n in needles if n in data]
     check("no secret value in the audit database, its WAL or the log", not hits, str(hits))
-    out = subprocess.run([harness.EGRESS, "check", "--json", "--policy", egress.policy, "--config", egress.config,
+    policy = os.path.join(workdir, "check-policy.yaml")
+    with open(policy, "w") as f:
+        f.write(policy_text)
+    out = subprocess.run([harness.EGRESS, "check", "--json", "--policy", policy, "--config", egress.config,
                           "--secrets-dir", os.path.join(workdir, "secrets"), "https://git.test:443/private.git"],
                          capture_output=True, text=True, timeout=20)
     check("egress check names the injected header by secret, never the value",
