@@ -39,6 +39,7 @@ struct Replicator::Impl {
   void update_backlog();
   void failed(const std::string& why);
   void wait(std::chrono::milliseconds d);
+  void wait_backoff(std::chrono::milliseconds d);
 
   const ReplicationOptions options;
   const std::string target;
@@ -95,6 +96,25 @@ void Replicator::Impl::wait(std::chrono::milliseconds d) {
   cv.wait_for(lock, d, [&] { return stop; });
 }
 
+// While PostgreSQL is away the backlog metrics keep moving: the local
+// head is re-read every half second of the back-off.
+void Replicator::Impl::wait_backoff(std::chrono::milliseconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  for (auto now = std::chrono::steady_clock::now(); now < until; now = std::chrono::steady_clock::now()) {
+    wait(std::min<std::chrono::milliseconds>(std::chrono::milliseconds(500),
+                                             std::chrono::duration_cast<std::chrono::milliseconds>(until - now)));
+    {
+      std::lock_guard lock(mu);
+      if (stop) return;
+    }
+    try {
+      update_backlog();
+    } catch (const std::exception&) {
+      // the local file's problems are the writer's to report
+    }
+  }
+}
+
 void Replicator::Impl::run() {
   pthread_setname_np(pthread_self(), "egress-ship");
   auto backoff = std::chrono::milliseconds(500);
@@ -116,7 +136,7 @@ void Replicator::Impl::run() {
       backoff = std::chrono::milliseconds(500);
     } catch (const std::exception& e) {
       failed(e.what());
-      wait(backoff);
+      wait_backoff(backoff);
       backoff = std::min(backoff * 2, options.retry_max);
     }
   }

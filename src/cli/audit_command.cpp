@@ -5,6 +5,8 @@
 // Exit codes: 0 ok; 1 `verify` found a broken chain; 2 bad usage, or a --db
 // that is missing, not an egress audit database, or from a newer egress.
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
@@ -64,6 +66,10 @@ void open_central(AuditFlags& f, bool whole_log) {
     throw std::invalid_argument("--db " + audit::redact_dsn(f.dbs[0]) +
                                 ": holds a password; remove it and put the password in PGPASSFILE");
   }
+  // stdout carries the rows: the mirror files' migration notes are not
+  // wanted there (warnings still go to stderr).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("egress-audit"));
+  spdlog::set_level(spdlog::level::warn);
   // since pushes down safely: a request's close is never older than its
   // decision. verify always reads every row.
   f.central = std::make_shared<audit::CentralMirror>(

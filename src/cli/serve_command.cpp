@@ -27,7 +27,7 @@ struct ServeFlags {
       log_format;
   std::string ca_cert, ca_key, upstream_ca;
   std::string stream_format, replicate_to, replica, password_file;
-  std::optional<std::uint64_t> max_backlog;
+  std::int64_t max_backlog = -1;  // -1: not given
   unsigned threads = 0;
 };
 
@@ -43,7 +43,7 @@ void apply_audit_flags(const ServeFlags& flags, config::ServeConfig& config) {
   if (!flags.replicate_to.empty()) rep.replicate_to = flags.replicate_to;
   if (!flags.replica.empty()) rep.replica = flags.replica;
   if (!flags.password_file.empty()) rep.password_file = flags.password_file;
-  if (flags.max_backlog) rep.max_backlog = *flags.max_backlog;
+  if (flags.max_backlog >= 0) rep.max_backlog = static_cast<std::uint64_t>(flags.max_backlog);
   if (rep.replicate_to.empty()) return;
   if (!audit::is_central_dsn(rep.replicate_to)) {
     throw config::ConfigError("audit.replicate_to " + audit::redact_dsn(rep.replicate_to) +
