@@ -173,11 +173,12 @@ TEST_CASE("daemon.json in place: atomic, with a backup; invalid JSON leaves the 
 TEST_CASE("every target renders into --out", "[sandbox]") {
   TempDir dir;
   CHECK(render_to_directory(Target::Compose, {}, dir.path.string()).size() == 1);
-  CHECK(render_to_directory(Target::K8s, {}, dir.path.string()).size() == 3);
+  CHECK(render_to_directory(Target::K8s, {}, dir.path.string()).size() == 4);
   CHECK(render_to_directory(Target::Seccomp, {}, dir.path.string()).size() == 1);
   CHECK(render_to_directory(Target::AppArmor, {}, dir.path.string()).size() == 1);
   CHECK(fs::exists(dir.path / "docker-compose.sandbox.yml"));
   CHECK(fs::exists(dir.path / "networkpolicies.yaml"));
+  CHECK(fs::exists(dir.path / "egress-deployment.yaml"));
   CHECK(fs::exists(dir.path / "seccomp-worker.json"));
   CHECK(fs::exists(dir.path / "egress-worker"));
 }
