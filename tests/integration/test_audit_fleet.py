@@ -60,6 +60,17 @@ class Postgres:
     def stop(self):
         self._as_pg([PG_BIN + "/pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "20", "stop"])
 
+    def require_password(self, user, password):
+        """A role that must log in with its password (SCRAM) over the socket."""
+        self.psql("CREATE ROLE %s LOGIN PASSWORD '%s'; GRANT CREATE, USAGE ON SCHEMA public TO %s; "
+                  "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO %s" % (user, password, user, user))
+        hba = os.path.join(self.data, "pg_hba.conf")
+        with open(hba) as f:
+            rules = f.read()
+        with open(hba, "w") as f:
+            f.write("local egress %s scram-sha-256\n" % user + rules)
+        self._as_pg([PG_BIN + "/pg_ctl", "-D", self.data, "reload"])
+
     def psql(self, sql, db="egress"):
         out = subprocess.run(["psql", "-h", self.dir, "-p", str(self.port), "-U", "postgres", "-d", db, "-XAtq",
                               "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, timeout=30,
@@ -329,7 +340,33 @@ def fleet(workdir, pg, upstream, results):
     pr = audit("prune", "--db", gamma.db, "--older-than", "0s")
     check("once shipped, prune removes them", pr.returncode == 0 and local_count(gamma) == 1, (pr.stdout, local_count(gamma)))
 
-    # 7. A password in the DSN is refused and never echoed.
+    # 7. The password comes from a file and appears in no log; export and
+    #    tail read the central store too.
+    secret = "pw-%d-zq" % os.getpid()
+    pg.require_password("shipper", secret)
+    pwfile = os.path.join(workdir, "pgpassword")
+    with open(pwfile, "w") as f:
+        f.write(secret + "\n")
+    os.chmod(pwfile, 0o600)
+    shipper_dsn = pg.dsn.replace("postgres@", "shipper@")
+    os.makedirs(os.path.join(workdir, "delta"))
+    delta = Egress(os.path.join(workdir, "delta"), POLICY, hosts={"allowed.test": "127.0.0.1"},
+                   extra_args=("--audit-replicate-to", shipper_dsn, "--audit-replica", "delta",
+                               "--audit-replicate-password-file", pwfile, "--admin-listen", "off"))
+    traffic(delta, upstream, 10, "d1")
+    want, have = wait_drained(pg, {"delta": delta})
+    delta.stop()
+    check("a replica logging in with a password file ships", want == have and want["delta"] > 0, (want, have))
+    log = delta.log_text()
+    check("the password is in no log line", secret not in log and "shipper@" in log, log[-400:])
+    ex = audit("export", "--db", pg.dsn, "--replica", "delta")
+    check("export --db postgresql:// writes every event of the replica",
+          ex.returncode == 0 and len(ex.stdout.splitlines()) == want["delta"], (ex.stderr[-300:], want))
+    tl = audit("tail", "--db", pg.dsn, "-n", "5", "--format", "json")
+    check("tail --db postgresql:// shows the newest events", tl.returncode == 0 and len(tl.stdout.splitlines()) == 5,
+          tl.stderr[-300:])
+
+    # 8. A password in the DSN is refused and never echoed.
     bad = subprocess.run([harness.EGRESS, "serve", "--audit-replicate-to", "postgresql://u:s3cretpw@/x",
                           "--audit-db", os.path.join(workdir, "x.db"), "--listen", "127.0.0.1:0"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
