@@ -179,7 +179,6 @@ int run_tail(AuditFlags& f) {
 
 int run_stats(AuditFlags& f) {
   const auto format = format_or_throw(f.format, {audit::Format::Table, audit::Format::Json}, "table or json");
-  if (f.since.empty()) f.filter.since = *audit::parse_time("24h", std::chrono::system_clock::now());
   audit::LogSet log(f.dbs);
   const auto sections = log.stats(f.filter, f.top);
   if (format == audit::Format::Json) {
@@ -274,6 +273,11 @@ int run_prune(AuditFlags& f) {
 int guarded(const char* name, AuditFlags& f, int (*body)(AuditFlags&)) {
   try {
     finish_flags(f);
+    // stats' default window, set before a central store is copied so only
+    // that window is.
+    if (std::string_view(name) == "stats" && f.since.empty()) {
+      f.filter.since = *audit::parse_time("24h", std::chrono::system_clock::now());
+    }
     open_central(f, std::string_view(name) == "verify");
     return body(f);
   } catch (const std::invalid_argument& e) {
