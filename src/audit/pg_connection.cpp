@@ -2,6 +2,7 @@
 #include "audit/pg_connection.h"
 
 #include <fstream>
+#include <thread>
 
 #include "egress/audit/replicator.h"
 #include "egress/audit/store.h"
@@ -49,17 +50,20 @@ PgConnection::PgConnection(const std::string& dsn, const std::string& password_f
     conn_ = nullptr;
     throw AuditError(target_ + ": cannot connect to PostgreSQL: " + why);
   }
-  cancel_ = PQgetCancel(conn_);
 }
 
-PgConnection::~PgConnection() {
-  if (cancel_) PQfreeCancel(cancel_);
-  PQfinish(conn_);
-}
+PgConnection::~PgConnection() { PQfinish(conn_); }
 
-void PgConnection::cancel() {
-  char buf[256];
-  if (cancel_) PQcancel(cancel_, buf, sizeof buf);
+void PgConnection::cancel_async() {
+  // The PGcancel is a copy of what the request needs, owned by the thread,
+  // so the connection may go away while the request is still out.
+  PGcancel* request = PQgetCancel(conn_);
+  if (!request) return;
+  std::thread([request] {
+    char buf[256];
+    PQcancel(request, buf, sizeof buf);
+    PQfreeCancel(request);
+  }).detach();
 }
 
 PgResultPtr PgConnection::exec(std::string_view sql, const std::vector<PgParam>& params, std::string_view what) {

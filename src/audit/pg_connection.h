@@ -51,14 +51,15 @@ class PgConnection {
   /// replicas starting together do not race. Refuses a newer schema.
   void migrate();
 
-  /// Asks the server to cancel the statement running now (any thread).
-  void cancel();
+  /// Asks the server to cancel the statement running now, from a detached
+  /// thread of its own (a stopped server may never answer the request), so
+  /// this returns at once. Any thread.
+  void cancel_async();
 
   const std::string& target() const { return target_; }
 
  private:
   PGconn* conn_ = nullptr;
-  PGcancel* cancel_ = nullptr;
   std::string target_;  // redacted DSN, for messages
 };
 

@@ -52,6 +52,8 @@ struct Replicator::Impl {
   mutable std::mutex mu;  // stats, stop
   std::condition_variable cv;
   bool stop = false;
+  bool done = false;  // run() has returned
+  std::condition_variable done_cv;
   ReplicationStats stats;
   bool failing = false;
   std::chrono::steady_clock::time_point failing_since;
@@ -81,8 +83,22 @@ Replicator::~Replicator() {
   impl_->cv.notify_all();
   {
     std::lock_guard lock(impl_->pg_mu);
-    if (impl_->pg) impl_->pg->cancel();
+    if (impl_->pg) impl_->pg->cancel_async();
   }
+  // A PostgreSQL that is stopped (SIGSTOP, a frozen VM) answers neither the
+  // statement nor the cancel; serve's shutdown must not wait for it. Every
+  // shipped row is central already and the rest is in the local file, so
+  // the thread is left behind with its state (the process is exiting).
+  std::unique_lock lock(impl_->mu);
+  if (!impl_->done_cv.wait_for(lock, std::chrono::seconds(5), [&] { return impl_->done; })) {
+    lock.unlock();
+    spdlog::warn("audit: replication to {} did not stop within 5 s (PostgreSQL not answering); leaving it",
+                 impl_->target);
+    impl_->thread.detach();
+    static_cast<void>(impl_.release());
+    return;
+  }
+  lock.unlock();
   impl_->thread.join();
 }
 
@@ -141,6 +157,9 @@ void Replicator::Impl::run() {
     }
   }
   note_shipped(true);
+  std::lock_guard lock(mu);
+  done = true;
+  done_cv.notify_all();
 }
 
 bool Replicator::Impl::connect() {

@@ -77,7 +77,24 @@ class Postgres:
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return out.stdout.strip()
 
+    def freeze(self):
+        """SIGSTOPs the postmaster and its children (by PID): a PostgreSQL
+        that accepts connections and never answers."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            main = int(f.readline())
+        children = subprocess.run(["pgrep", "-P", str(main)], stdout=subprocess.PIPE, text=True).stdout.split()
+        self.frozen = [main] + [int(c) for c in children]
+        for pid in self.frozen:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self):
+        for pid in getattr(self, "frozen", []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.frozen = []
+
     def remove(self):
+        self.thaw()
         with contextlib.suppress(Exception):
             if os.path.exists(os.path.join(self.data, "postmaster.pid")):
                 self.stop()
@@ -232,6 +249,16 @@ def fleet(workdir, pg, upstream, results):
     check("the failure is logged once, not per row", log.count("is failing") == 1, log.count("is failing"))
     check("the recovery is logged", "recovered" in log)
 
+    # 2b. PostgreSQL frozen (accepts, never answers): requests are not slowed.
+    pg.freeze()
+    t0 = time.time()
+    failed = traffic(alpha, upstream, 30, "a6") + traffic(beta, upstream, 30, "b6")
+    took = time.time() - t0
+    pg.thaw()
+    check("PostgreSQL frozen: zero failed requests, not slowed", failed == 0 and took < 10, (failed, took))
+    want, have = wait_drained(pg, replicas)
+    check("PostgreSQL thawed: central equals local again", want == have, (want, have))
+
     # 3. A replica SIGKILLed while shipping, then restarted.
     stop_traffic = threading.Event()
     def busy():
@@ -365,6 +392,21 @@ def fleet(workdir, pg, upstream, results):
     tl = audit("tail", "--db", pg.dsn, "-n", "5", "--format", "json")
     check("tail --db postgresql:// shows the newest events", tl.returncode == 0 and len(tl.stdout.splitlines()) == 5,
           tl.stderr[-300:])
+
+    # 7b. serve's shutdown does not wait for a frozen PostgreSQL.
+    delta = Egress(os.path.join(workdir, "delta"), POLICY, hosts={"allowed.test": "127.0.0.1"},
+                   extra_args=("--audit-replicate-to", shipper_dsn, "--audit-replica", "delta",
+                               "--audit-replicate-password-file", pwfile, "--admin-listen", "off"))
+    time.sleep(0.5)
+    pg.freeze()
+    traffic(delta, upstream, 10, "d2")
+    time.sleep(0.5)
+    t0 = time.time()
+    code = delta.stop(timeout=30)
+    took = time.time() - t0
+    pg.thaw()
+    print("shutdown took %.1f s; left behind: %s" % (took, "did not stop within 5 s" in delta.log_text()))
+    check("SIGTERM with PostgreSQL frozen: serve exits cleanly within 10 s", code == 0 and took < 10, (code, took))
 
     # 8. A password in the DSN is refused and never echoed.
     bad = subprocess.run([harness.EGRESS, "serve", "--audit-replicate-to", "postgresql://u:s3cretpw@/x",
