@@ -61,9 +61,10 @@ class Postgres:
         self._as_pg([PG_BIN + "/pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "20", "stop"])
 
     def require_password(self, user, password):
-        """A role that must log in with its password (SCRAM) over the socket."""
-        self.psql("CREATE ROLE %s LOGIN PASSWORD '%s'; GRANT CREATE, USAGE ON SCHEMA public TO %s; "
-                  "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO %s" % (user, password, user, user))
+        """A role that must log in with its password (SCRAM) over the socket,
+        with the least a shipper needs once the schema exists."""
+        self.psql("CREATE ROLE %s LOGIN PASSWORD '%s'; GRANT SELECT ON egress_schema TO %s; "
+                  "GRANT SELECT, INSERT ON events TO %s" % (user, password, user, user))
         hba = os.path.join(self.data, "pg_hba.conf")
         with open(hba) as f:
             rules = f.read()
