@@ -32,10 +32,12 @@ struct Replicator::Impl {
   explicit Impl(ReplicationOptions o) : options(std::move(o)), target(redact_dsn(options.dsn)) {}
 
   void run();
-  bool connect();
+  void connect();
   std::vector<ShippedRow> read_batch(std::int64_t after);
   void ship(const std::vector<ShippedRow>& batch);
   void note_shipped(bool force);
+  void check_collision(const std::vector<ShippedRow>& batch);
+  void check_same_log(PgConnection& conn, std::int64_t resume);
   void update_backlog();
   void failed(const std::string& why);
   void wait(std::chrono::milliseconds d);
@@ -56,6 +58,7 @@ struct Replicator::Impl {
   std::condition_variable done_cv;
   ReplicationStats stats;
   bool failing = false;
+  bool collision_logged = false;  // shipper thread only
   std::chrono::steady_clock::time_point failing_since;
   std::int64_t marked_id = -1;
   std::chrono::steady_clock::time_point marked_at;
@@ -140,7 +143,7 @@ void Replicator::Impl::run() {
       if (stop) break;
     }
     try {
-      if (!pg && !connect()) continue;
+      if (!pg) connect();
       update_backlog();
       const auto batch = read_batch(stats.shipped_id);
       if (batch.empty()) {
@@ -162,12 +165,13 @@ void Replicator::Impl::run() {
   done_cv.notify_all();
 }
 
-bool Replicator::Impl::connect() {
+void Replicator::Impl::connect() {
   auto conn = std::make_unique<PgConnection>(options.dsn, options.password_file);
   conn->migrate();
   auto r = conn->exec("SELECT coalesce(max(id), 0) FROM events WHERE replica = $1", {options.replica},
                       "reading where to resume");
   const std::int64_t resume = std::stoll(pg_value(r.get(), 0, 0).value_or("0"));
+  check_same_log(*conn, resume);
   {
     std::lock_guard lock(pg_mu);
     pg = std::move(conn);
@@ -185,7 +189,6 @@ bool Replicator::Impl::connect() {
     spdlog::info("audit: replicating {} to {} as replica '{}', from id {}", options.db_path, target,
                  options.replica, resume + 1);
   }
-  return true;
 }
 
 std::vector<ShippedRow> Replicator::Impl::read_batch(std::int64_t after) {
@@ -218,8 +221,9 @@ void Replicator::Impl::ship(const std::vector<ShippedRow>& batch) {
   for (const auto& row : batch) append_row_params(params, options.replica, row);
   const std::string sql = central_insert_sql(batch.size());
   pg->exec("BEGIN", {}, "begin a batch");
-  pg->exec(sql, params, "inserting a batch");
+  auto inserted = pg->exec(sql, params, "inserting a batch");
   pg->exec("COMMIT", {}, "committing a batch");
+  if (std::stoul(PQcmdTuples(inserted.get())) < batch.size()) check_collision(batch);
   {
     std::lock_guard lock(mu);
     if (stats.shipped_id != 0 && batch.front().id != stats.shipped_id + 1) {
@@ -231,6 +235,49 @@ void Replicator::Impl::ship(const std::vector<ShippedRow>& batch) {
     stats.shipped_rows += batch.size();
   }
   note_shipped(false);
+}
+
+// The central rows of this replica name must be this file's: their newest
+// must exist here with the same hash. Otherwise another egress ships under
+// the same name (or the file was replaced), and resuming after its rows
+// would skip this file's; nothing is shipped until that is fixed (the
+// rows wait locally, prune keeps them).
+void Replicator::Impl::check_same_log(PgConnection& conn, std::int64_t resume) {
+  if (resume == 0) return;
+  const auto local_row = run_sql(local.get(), {"SELECT hash FROM events WHERE id = ?", {resume}}, options.db_path);
+  const auto head = run_sql(local.get(), {"SELECT coalesce(max(id), 0) FROM events", {}}, options.db_path);
+  const auto local_head = std::get<std::int64_t>(head.at(0).at(0));
+  auto central = conn.exec("SELECT hash FROM events WHERE replica = $1 AND id = $2",
+                           {options.replica, std::to_string(resume)}, "checking the resume point");
+  const auto* local_hash = local_row.empty() ? nullptr : std::get_if<std::string>(&local_row[0][0]);
+  const bool pruned_here = local_row.empty() && resume < local_head;
+  if (pruned_here || (local_hash && pg_value(central.get(), 0, 0).value_or("") == *local_hash)) return;
+  throw AuditError("replica '" + options.replica + "' there holds rows up to id " + std::to_string(resume) +
+                   " that are not " + options.db_path + "'s (which ends at id " + std::to_string(local_head) +
+                   "): another egress ships under the same name, or this file was replaced. Give every replica "
+                   "its own --audit-replica (audit.replica); until then nothing is shipped and events wait locally");
+}
+
+// Rows already central that this batch did not insert: after a crash
+// between COMMIT and the resume point that is the same rows again, but
+// different hashes mean another egress ships under the same replica name,
+// and these rows of this file are not central. Said once, loudly.
+void Replicator::Impl::check_collision(const std::vector<ShippedRow>& batch) {
+  auto r = pg->exec("SELECT id, hash FROM events WHERE replica = $1 AND id BETWEEN $2 AND $3 ORDER BY id",
+                    {options.replica, std::to_string(batch.front().id), std::to_string(batch.back().id)},
+                    "checking rows that were already central");
+  std::size_t clashes = 0, i = 0;
+  for (int row = 0; row < PQntuples(r.get()); ++row) {
+    const auto id = std::stoll(pg_value(r.get(), row, 0).value_or("0"));
+    while (i < batch.size() && batch[i].id < id) ++i;
+    if (i < batch.size() && batch[i].id == id && pg_value(r.get(), row, 1).value_or("") != batch[i].hash) ++clashes;
+  }
+  if (clashes == 0 || collision_logged) return;
+  collision_logged = true;
+  spdlog::error("audit: replication to {}: {} row(s) with ids {}..{} of {} are NOT central: replica '{}' already has "
+                "different rows under those ids, so another egress ships under the same name. Give every replica "
+                "its own --audit-replica (audit.replica); verify of the central store reports the mix",
+                target, clashes, batch.front().id, batch.back().id, options.db_path, options.replica);
 }
 
 // At most once a second (the marker write takes the local write lock for a

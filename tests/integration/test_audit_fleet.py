@@ -167,12 +167,12 @@ def traffic(egress, upstream, n, tag):
     return failed
 
 
-def start_replica(root, name, pg, extra=()):
+def start_replica(root, name, pg, extra=(), replica=None):
     workdir = os.path.join(root, name)
     os.makedirs(workdir, exist_ok=True)
     admin = "127.0.0.1:%d" % harness.free_port()
     egress = Egress(workdir, POLICY, hosts={"allowed.test": "127.0.0.1"},
-                    extra_args=("--audit-replicate-to", pg.dsn, "--audit-replica", name, "--admin-listen", admin,
+                    extra_args=("--audit-replicate-to", pg.dsn, "--audit-replica", replica or name, "--admin-listen", admin,
                                 *extra))
     egress.admin = admin
     return egress
@@ -393,6 +393,20 @@ def fleet(workdir, pg, upstream, results):
     tl = audit("tail", "--db", pg.dsn, "-n", "5", "--format", "json")
     check("tail --db postgresql:// shows the newest events", tl.returncode == 0 and len(tl.stdout.splitlines()) == 5,
           tl.stderr[-300:])
+
+    # 7a. Two egresses under one replica name: said loudly, nothing overwritten.
+    before = central_counts(pg)["beta"]
+    twin = start_replica(workdir, "twin", pg, replica="beta")
+    traffic(twin, upstream, 5, "t1")
+    deadline = time.time() + 10
+    while "same name" not in twin.log_text() and time.time() < deadline:
+        time.sleep(0.2)
+    twin.stop()
+    log = twin.log_text()
+    check("a replica name used twice is reported, the first one's rows kept",
+          "is failing" in log and "another egress ships under the same name" in log
+          and central_counts(pg)["beta"][0] >= before[0]
+          and audit("verify", "--db", pg.dsn, "--replica", "beta").stdout.count("row 8") == 1, log[-500:])
 
     # 7b. serve's shutdown does not wait for a frozen PostgreSQL.
     delta = Egress(os.path.join(workdir, "delta"), POLICY, hosts={"allowed.test": "127.0.0.1"},
