@@ -12,17 +12,17 @@ set -euo pipefail
 build_packages=(
   g++ cmake make pkg-config
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
-  libssl-dev libc-ares-dev libre2-dev libsqlite3-dev
+  libssl-dev libc-ares-dev libre2-dev libsqlite3-dev libpq-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libidn2-dev libcli11-dev catch2
 )
 test_packages=(
-  curl sqlite3 python3 openssl dnsmasq-base iproute2 nftables runsc
+  curl sqlite3 python3 openssl dnsmasq-base iproute2 nftables runsc postgresql
   clang libclang-rt-14-dev libbenchmark-dev systemd
 )
 
 runtime_packages=(
   ca-certificates libssl3 libc-ares2 libre2-9 libsqlite3-0 libspdlog1.10 libfmt9
-  libyaml-cpp0.7 libidn2-0 libboost-json1.81.0 libboost-url1.81.0
+  libyaml-cpp0.7 libidn2-0 libboost-json1.81.0 libboost-url1.81.0 libpq5
 )
 
 wanted=("${build_packages[@]}")

@@ -302,6 +302,21 @@ void Metrics::write_family(std::string& out, const MetricInfo& info, const Serve
     case MetricId::AuditCommitFailures: sample(out, name, {}, a.stats.commit_failures); break;
     case MetricId::AuditDroppedEvents: sample(out, name, {}, a.stats.dropped_events); break;
     case MetricId::AuditLastCommitDuration: sample(out, name, {}, a.stats.last_commit_ms / 1000.0); break;
+    case MetricId::AuditReplicationConnected:
+      if (a.replication) sample(out, name, {}, std::uint64_t{a.replication->connected ? 1u : 0u});
+      break;
+    case MetricId::AuditReplicationBacklog:
+      if (a.replication) sample(out, name, {}, a.replication->backlog_rows);
+      break;
+    case MetricId::AuditReplicationLag:
+      if (a.replication) sample(out, name, {}, a.replication->lag_seconds);
+      break;
+    case MetricId::AuditReplicationShipped:
+      if (a.replication) sample(out, name, {}, a.replication->shipped_rows);
+      break;
+    case MetricId::AuditReplicationFailures:
+      if (a.replication) sample(out, name, {}, a.replication->failures);
+      break;
     case MetricId::TlsCertCacheHits: sample(out, name, {}, load(cert_hits_)); break;
     case MetricId::TlsCertCacheMisses: sample(out, name, {}, load(cert_misses_)); break;
     case MetricId::TlsHandshakeFailures:
@@ -340,6 +355,13 @@ Readiness Metrics::readiness() const {
     add("no audit store");
   } else if (!audit->healthy) {
     add("the audit store cannot commit");
+  }
+  // Replication trouble alone keeps serve ready (events wait locally),
+  // unless the operator bounded the backlog.
+  if (audit && audit->replication && audit->max_backlog > 0 &&
+      audit->replication->backlog_rows > static_cast<std::int64_t>(audit->max_backlog)) {
+    add("the audit replication backlog (" + std::to_string(audit->replication->backlog_rows) +
+        " events) exceeds audit.max_backlog " + std::to_string(audit->max_backlog));
   }
   const int last = dns_last_status_.load(std::memory_order_relaxed);
   if (last >= 0) {

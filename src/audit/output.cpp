@@ -73,14 +73,15 @@ Rows project(const Rows& rows, const std::vector<std::string>& columns) {
 }
 
 void write_rows(std::ostream& out, Format format, const Rows& rows,
-                const std::vector<std::string>& db_names, bool header) {
+                const std::vector<std::string>& db_names, bool header, std::string_view db_column) {
+  const std::string db_key(db_column);
   const bool with_db = !db_names.empty();
   auto db_of = [&](std::size_t r) { return with_db ? db_names.at(rows.db.at(r)) : std::string(); };
 
   if (format == Format::Json) {
     for (std::size_t r = 0; r < rows.rows.size(); ++r) {
       boost::json::object obj;
-      if (with_db) obj["db"] = valid_utf8(db_of(r));
+      if (with_db) obj[db_key] = valid_utf8(db_of(r));
       for (std::size_t c = 0; c < rows.columns.size(); ++c) {
         const Value& v = rows.rows[r][c];
         auto& slot = obj[rows.columns[c]];
@@ -95,7 +96,7 @@ void write_rows(std::ostream& out, Format format, const Rows& rows,
 
   std::vector<std::vector<std::string>> cells;
   std::vector<std::string> head;
-  if (with_db) head.emplace_back("db");
+  if (with_db) head.push_back(db_key);
   head.insert(head.end(), rows.columns.begin(), rows.columns.end());
   for (std::size_t r = 0; r < rows.rows.size(); ++r) {
     std::vector<std::string> line;

@@ -13,6 +13,9 @@
 //   (3) Prune checks the chain of every row it removes and refuses to remove
 //       a broken range: otherwise pruning would erase the evidence of
 //       tampering that `verify` is there to show.
+//   (4) A row not yet shipped to a central store (schema/004_replication.sql:
+//       id above the smallest shipped_id) is never removed, so a backlog
+//       waiting for PostgreSQL survives retention.
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -33,6 +36,24 @@
 namespace egress::audit {
 namespace {
 
+// The oldest replication target's position (schema/004_replication.sql).
+struct ReplicationHold {
+  bool active = false;
+  std::int64_t shipped_id = 0;
+  std::string target;
+};
+
+ReplicationHold replication_hold(sqlite3* db, const std::string& path) {
+  ReplicationHold hold;
+  if (schema_version(db, path) < 4) return hold;
+  const auto rows = run_sql(db, {"SELECT shipped_id, target FROM replication ORDER BY shipped_id LIMIT 1", {}}, path);
+  if (rows.empty()) return hold;
+  hold.active = true;
+  hold.shipped_id = std::get<std::int64_t>(rows[0][0]);
+  if (const auto* t = std::get_if<std::string>(&rows[0][1])) hold.target = *t;
+  return hold;
+}
+
 struct Candidate {
   std::int64_t id;
   std::string prev_hash;
@@ -42,7 +63,7 @@ struct Candidate {
 // The rows this batch may remove: the oldest, up to `limit`, while ts is
 // before the cutoff, checked link by link from `expected_prev`.
 std::vector<Candidate> candidates(sqlite3* db, const std::string& path, const PruneOptions& options,
-                                  const std::string& expected_prev) {
+                                  const std::string& expected_prev, const ReplicationHold& hold) {
   std::string sql = "SELECT id";
   for (auto column : kContentColumns) sql += ", " + std::string(column);
   sql += ", prev_hash, hash FROM events ORDER BY id LIMIT ?";
@@ -56,7 +77,7 @@ std::vector<Candidate> candidates(sqlite3* db, const std::string& path, const Pr
   for (const auto& row : rows) {
     const std::int64_t id = std::get<std::int64_t>(row[0]);
     const auto* ts = std::get_if<std::string>(&row[1]);
-    if (id == newest_id || !ts || *ts >= options.older_than) break;
+    if (id == newest_id || !ts || *ts >= options.older_than || (hold.active && id > hold.shipped_id)) break;
     const std::vector<Value> content(row.begin() + 1, row.begin() + 1 + static_cast<std::ptrdiff_t>(n));
     const auto* prev_hash = std::get_if<std::string>(&row[n + 1]);
     const auto* hash = std::get_if<std::string>(&row[n + 2]);
@@ -147,7 +168,8 @@ PruneResult prune(const std::string& path, const PruneOptions& options,
         anchor.id = 0;
         anchor.pruned_rows = 0;
       }
-      const auto batch = candidates(db, path, options, expected);
+      const auto hold = replication_hold(db, path);
+      const auto batch = candidates(db, path, options, expected, hold);
       if (batch.empty()) {
         exec(db, "COMMIT", path, "prune: commit");
         break;
@@ -163,6 +185,14 @@ PruneResult prune(const std::string& path, const PruneOptions& options,
       throw;
     }
     if (options.pause.count() > 0) std::this_thread::sleep_for(options.pause);
+  }
+  // What the cutoff would have removed but replication holds back.
+  if (const auto hold = replication_hold(db, path); hold.active) {
+    const auto held = run_sql(db, {"SELECT count(*) FROM events WHERE id > ? AND ts < ?",
+                                   {hold.shipped_id, options.older_than}}, path);
+    result.held_rows = std::get<std::int64_t>(held.at(0).at(0));
+    result.held_for = hold.target;
+    result.shipped_id = hold.shipped_id;
   }
   return result;
 }
@@ -203,6 +233,10 @@ void Retention::run() {
     try {
       options.older_than = format_timestamp(std::chrono::system_clock::now() - max_age_);
       const PruneResult r = prune(path_, options, &stop_);
+      if (r.held_rows > 0) {
+        spdlog::info("audit: {}: retention keeps {} event(s) older than {}: not yet replicated to {}", path_,
+                     r.held_rows, options.older_than, r.held_for);
+      }
       if (r.pruned_rows > 0) {
         spdlog::info("audit: {}: retention removed {} event(s) older than {} (ids {}..{}), anchored",
                      path_, r.pruned_rows, options.older_than, r.first_id, r.last_id);

@@ -10,6 +10,7 @@
 #include <exception>
 
 #include "audit/chain.h"
+#include "audit/ocsf.h"
 #include "audit/row.h"
 
 namespace egress::audit {
@@ -336,7 +337,9 @@ bool SqliteAuditStore::commit(const std::vector<Pending>& batch, std::vector<std
     if (sqlite3_step(insert) != SQLITE_DONE) return fail("INSERT");
     sqlite3_reset(insert);
     if (options_.stream) {
-      lines.push_back(to_json_line(values, {sqlite3_last_insert_rowid(db), head, hash}));
+      const RowMeta meta{sqlite3_last_insert_rowid(db), head, hash};
+      lines.push_back(options_.stream_format == StreamFormat::Ocsf ? to_ocsf_line(values, meta)
+                                                                   : to_json_line(values, meta));
     }
     head = std::move(hash);
   }

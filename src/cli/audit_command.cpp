@@ -5,7 +5,10 @@
 // Exit codes: 0 ok; 1 `verify` found a broken chain; 2 bad usage, or a --db
 // that is missing, not an egress audit database, or from a newer egress.
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -13,8 +16,10 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "egress/audit/central.h"
 #include "egress/audit/log.h"
 #include "egress/audit/maintenance.h"
+#include "egress/audit/replicator.h"
 #include "egress/audit/store.h"
 
 namespace egress::cli {
@@ -25,6 +30,9 @@ constexpr auto kFollowPoll = std::chrono::milliseconds(200);
 
 struct AuditFlags {
   std::vector<std::string> dbs;
+  std::string replica;                  // --replica (central store only)
+  std::vector<std::string> names;       // each db's name in output; replicas for a central store
+  std::shared_ptr<audit::CentralMirror> central;  // when --db is postgresql://
   std::string since, until, format, output, older_than;
   audit::Filter filter;
   std::size_t lines = 20, top = 10;
@@ -35,7 +43,39 @@ volatile sig_atomic_t g_stop = 0;  // set by SIGINT/SIGTERM during `tail -f`
 void on_stop_signal(int) { g_stop = 1; }
 
 void add_db_option(CLI::App* cmd, AuditFlags& f) {
-  cmd->add_option("--db", f.dbs, "audit database(s); several are read as one log (default egress-audit.db)");
+  cmd->add_option("--db", f.dbs,
+                  "audit database(s); several are read as one log (default egress-audit.db), or one central "
+                  "store postgresql://user@host/db (password: PGPASSFILE)");
+  cmd->add_option("--replica", f.replica, "with a postgresql:// --db: only this replica (default: all)");
+}
+
+/// A postgresql:// --db: its rows copied into one private SQLite file per
+/// replica (egress/audit/central.h), which every subcommand then reads as
+/// it reads local files, the replica's name in the "replica" column.
+void open_central(AuditFlags& f, bool whole_log) {
+  const auto central = std::count_if(f.dbs.begin(), f.dbs.end(), [](const auto& d) { return audit::is_central_dsn(d); });
+  if (central == 0) {
+    if (!f.replica.empty()) throw std::invalid_argument("--replica needs a postgresql:// --db (a central store)");
+    f.names = f.dbs.size() > 1 ? f.dbs : std::vector<std::string>{};
+    return;
+  }
+  if (f.dbs.size() != 1) {
+    throw std::invalid_argument("--db postgresql://... reads one central store; give it alone (no other --db)");
+  }
+  if (audit::dsn_has_password(f.dbs[0])) {
+    throw std::invalid_argument("--db " + audit::redact_dsn(f.dbs[0]) +
+                                ": holds a password; remove it and put the password in PGPASSFILE");
+  }
+  // stdout carries the rows: the mirror files' migration notes are not
+  // wanted there (warnings still go to stderr).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("egress-audit"));
+  spdlog::set_level(spdlog::level::warn);
+  // since pushes down safely: a request's close is never older than its
+  // decision. verify always reads every row.
+  f.central = std::make_shared<audit::CentralMirror>(
+      audit::CentralOptions{f.dbs[0], "", f.replica, whole_log ? std::string() : f.filter.since});
+  f.dbs = f.central->paths();
+  f.names = f.central->replicas();
 }
 
 void add_filter_options(CLI::App* cmd, AuditFlags& f) {
@@ -78,9 +118,8 @@ audit::Format format_or_throw(const std::string& text, std::initializer_list<aud
   return *format;
 }
 
-std::vector<std::string> db_names(const AuditFlags& f) {
-  return f.dbs.size() > 1 ? f.dbs : std::vector<std::string>{};
-}
+const std::vector<std::string>& db_names(const AuditFlags& f) { return f.names; }
+const char* db_column(const AuditFlags& f) { return f.central ? "replica" : "db"; }
 
 // Columns a terminal can show; json and csv get every column.
 const std::vector<std::string> kQueryTableColumns = {
@@ -96,13 +135,13 @@ int run_query(AuditFlags& f) {
   audit::LogSet log(f.dbs);
   if (format == audit::Format::Table) {
     const auto rows = log.select(f.filter, audit::Source::Requests);
-    audit::write_rows(std::cout, format, audit::project(rows, kQueryTableColumns), db_names(f));
+    audit::write_rows(std::cout, format, audit::project(rows, kQueryTableColumns), db_names(f), true, db_column(f));
     std::cerr << rows.rows.size() << " request(s)\n";
     return kExitOk;
   }
   bool first = true;
   log.scan(f.filter, audit::Source::Requests, [&](const audit::Rows& chunk) {
-    audit::write_rows(std::cout, format, chunk, db_names(f), first);
+    audit::write_rows(std::cout, format, chunk, db_names(f), first, db_column(f));
     first = false;
   });
   return kExitOk;
@@ -116,7 +155,7 @@ int run_tail(AuditFlags& f) {
   auto print = [&](const audit::Rows& rows, bool header) {
     audit::write_rows(std::cout, format,
                       format == audit::Format::Table ? audit::project(rows, kTailTableColumns) : rows,
-                      db_names(f), header);
+                      db_names(f), header, db_column(f));
     std::cout << std::flush;
   };
   print(log.newest(f.filter, f.lines, cursor), true);
@@ -130,6 +169,7 @@ int run_tail(AuditFlags& f) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   while (!g_stop) {
+    if (f.central) f.central->refresh();
     const auto rows = log.follow(f.filter, cursor);
     if (!rows.rows.empty()) print(rows, false);
     std::this_thread::sleep_for(kFollowPoll);
@@ -139,7 +179,6 @@ int run_tail(AuditFlags& f) {
 
 int run_stats(AuditFlags& f) {
   const auto format = format_or_throw(f.format, {audit::Format::Table, audit::Format::Json}, "table or json");
-  if (f.since.empty()) f.filter.since = *audit::parse_time("24h", std::chrono::system_clock::now());
   audit::LogSet log(f.dbs);
   const auto sections = log.stats(f.filter, f.top);
   if (format == audit::Format::Json) {
@@ -167,8 +206,9 @@ int run_stats(AuditFlags& f) {
 
 int run_verify(AuditFlags& f) {
   int code = kExitOk;
-  for (const auto& path : f.dbs) {
-    const auto report = audit::verify(path);
+  for (std::size_t i = 0; i < f.dbs.size(); ++i) {
+    const auto report = audit::verify(f.dbs[i]);
+    const std::string path = f.central ? f.central->target() + " replica " + f.names[i] : f.dbs[i];
     if (report.ok) {
       std::cout << path << ": ok: " << report.rows << " row(s) verified";
       if (report.rows) std::cout << " (ids " << report.first_id << ".." << report.last_id << ")";
@@ -198,7 +238,7 @@ int run_export(AuditFlags& f) {
   bool first = true;
   std::size_t count = 0;
   log.scan(f.filter, audit::Source::Events, [&](const audit::Rows& chunk) {
-    audit::write_rows(out, format, chunk, db_names(f), first);
+    audit::write_rows(out, format, chunk, db_names(f), first, db_column(f));
     first = false;
     count += chunk.rows.size();
   });
@@ -212,6 +252,8 @@ int run_prune(AuditFlags& f) {
   if (f.older_than.empty()) throw std::invalid_argument("--older-than is required, e.g. --older-than 90d");
   const auto cutoff = audit::parse_time(f.older_than, std::chrono::system_clock::now());
   if (!cutoff) throw std::invalid_argument("--older-than '" + f.older_than + "': use an age such as 90d or ISO-8601");
+  if (f.central) throw std::invalid_argument("prune works on local files; the central store is pruned with SQL "
+                                             "(docs/audit-fleet.md)");
   for (const auto& path : f.dbs) {
     audit::PruneOptions options;
     options.older_than = *cutoff;
@@ -219,6 +261,10 @@ int run_prune(AuditFlags& f) {
     std::cout << path << ": pruned " << r.pruned_rows << " event(s) older than " << *cutoff;
     if (r.pruned_rows) std::cout << " (ids " << r.first_id << ".." << r.last_id << "), anchored";
     std::cout << "\n";
+    if (r.held_rows) {
+      std::cout << path << ": kept " << r.held_rows << " older event(s) (ids above " << r.shipped_id
+                << "): not yet replicated to " << r.held_for << "; they are pruned once shipped\n";
+    }
   }
   return kExitOk;
 }
@@ -227,6 +273,12 @@ int run_prune(AuditFlags& f) {
 int guarded(const char* name, AuditFlags& f, int (*body)(AuditFlags&)) {
   try {
     finish_flags(f);
+    // stats' default window, set before a central store is copied so only
+    // that window is.
+    if (std::string_view(name) == "stats" && f.since.empty()) {
+      f.filter.since = *audit::parse_time("24h", std::chrono::system_clock::now());
+    }
+    open_central(f, std::string_view(name) == "verify");
     return body(f);
   } catch (const std::invalid_argument& e) {
     std::cerr << "egress audit " << name << ": " << e.what() << "\n";

@@ -12,6 +12,7 @@
 #include "egress/admin/metrics.h"
 #include "egress/admin/server.h"
 #include "egress/audit/maintenance.h"
+#include "egress/audit/replicator.h"
 #include "egress/audit/store.h"
 #include "egress/config/config.h"
 #include "egress/policy/policy.h"
@@ -26,8 +27,36 @@ struct ServeFlags {
       log_level,
       log_format;
   std::string ca_cert, ca_key, upstream_ca;
+  std::string stream_format, replicate_to, replica, password_file;
+  std::int64_t max_backlog = -1;  // -1: not given
   unsigned threads = 0;
 };
+
+/// The audit stream format and replication flags on top of the file's
+/// `audit:` section. A DSN with a password in it is refused wherever it
+/// came from: the password belongs in a file (never argv, never logs).
+void apply_audit_flags(const ServeFlags& flags, config::ServeConfig& config) {
+  if (!flags.stream_format.empty()) config.audit_stream_format = flags.stream_format;
+  if (config.audit_stream_format != "rows" && config.audit_stream_format != "ocsf") {
+    throw config::ConfigError("--audit-stream-format " + config.audit_stream_format + ": use rows or ocsf");
+  }
+  auto& rep = config.replication;
+  if (!flags.replicate_to.empty()) rep.replicate_to = flags.replicate_to;
+  if (!flags.replica.empty()) rep.replica = flags.replica;
+  if (!flags.password_file.empty()) rep.password_file = flags.password_file;
+  if (flags.max_backlog >= 0) rep.max_backlog = static_cast<std::uint64_t>(flags.max_backlog);
+  if (rep.replicate_to.empty()) return;
+  if (!audit::is_central_dsn(rep.replicate_to)) {
+    throw config::ConfigError("audit.replicate_to " + audit::redact_dsn(rep.replicate_to) +
+                              ": expected a postgresql:// URI, e.g. postgresql://egress@db.internal/audit");
+  }
+  if (audit::dsn_has_password(rep.replicate_to)) {
+    throw config::ConfigError("audit.replicate_to " + audit::redact_dsn(rep.replicate_to) +
+                              ": holds a password; remove it and put the password in a file named by "
+                              "--audit-replicate-password-file (audit.password_file) or in PGPASSFILE");
+  }
+  if (rep.replica.empty()) rep.replica = audit::default_replica_name();
+}
 
 /// The configuration file (if any) with the flags on top. Throws
 /// config::ConfigError.
@@ -53,6 +82,7 @@ config::ServeConfig effective_config(const ServeFlags& flags) {
   if (!flags.audit_db.empty()) config.audit_db = flags.audit_db;
   if (!flags.audit_stream.empty()) config.audit_stream = flags.audit_stream;
   if (!flags.secrets_dir.empty()) config.secrets_dir = flags.secrets_dir;
+  apply_audit_flags(flags, config);
   if (!flags.retention.empty()) {
     const auto retention = config::parse_duration(flags.retention);
     if (!retention) throw config::ConfigError("--retention " + flags.retention + ": expected a duration such as 90d or 12h");
@@ -207,6 +237,8 @@ int run_serve(const ServeFlags& flags) {
     options.sync = config.audit_sync == config::AuditSync::Full ? audit::StoreOptions::Sync::Full
                                                                 : audit::StoreOptions::Sync::Normal;
     options.stream = open_stream(config.audit_stream);
+    options.stream_format =
+        config.audit_stream_format == "ocsf" ? audit::StreamFormat::Ocsf : audit::StreamFormat::Rows;
     store = audit::AuditStore::open(options);
   } catch (const std::exception& e) {
     std::cerr << "egress serve: cannot open the audit database: " << e.what() << "\n";
@@ -223,10 +255,29 @@ int run_serve(const ServeFlags& flags) {
         config.audit_db, std::chrono::duration_cast<std::chrono::seconds>(config.retention), interval);
   }
 
+  // The shipper reads committed rows on its own thread and connections;
+  // nothing on the request path waits for it.
+  std::unique_ptr<audit::Replicator> replicator;
+  if (!config.replication.replicate_to.empty()) {
+    try {
+      audit::ReplicationOptions options;
+      options.db_path = config.audit_db;
+      options.dsn = config.replication.replicate_to;
+      options.password_file = config.replication.password_file;
+      options.replica = config.replication.replica;
+      replicator = std::make_unique<audit::Replicator>(options);
+    } catch (const std::exception& e) {
+      std::cerr << "egress serve: audit replication: " << e.what() << "\n";
+      return kExitUsage;
+    }
+  }
+
   // The admin listener reads the audit store's state at scrape time; the
   // probe is withdrawn (guard) before the store goes.
-  const auto audit_probe = admin::metrics().watch_audit([&store] {
-    return admin::AuditState{store->healthy(), store->stats()};
+  const auto audit_probe = admin::metrics().watch_audit([&store, &replicator, &config] {
+    admin::AuditState state{store->healthy(), store->stats(), std::nullopt, config.replication.max_backlog};
+    if (replicator) state.replication = replicator->stats();
+    return state;
   });
   std::unique_ptr<admin::AdminServer> admin_server;
   if (!config.admin_listen.empty() && config.admin_listen != "off") {
@@ -249,6 +300,7 @@ int run_serve(const ServeFlags& flags) {
         load_secrets);
     admin_server.reset();
     retention.reset();
+    replicator.reset();  // before the store: its last marker write needs the file
     store.reset();  // flushes every queued event before exit
     spdlog::info("stopped; audit log flushed");
     return code;
@@ -273,6 +325,15 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   serve->add_option("--audit-stream", flags->audit_stream, "also write audit events as JSON lines: stdout or a file");
   serve->add_option("--secrets-dir", flags->secrets_dir,
                     "directory of secrets for inject: rules, one file per secret, mode 0600 (names only are logged)");
+  serve->add_option("--audit-stream-format", flags->stream_format,
+                    "rows | ocsf (default rows): ocsf writes OCSF HTTP Activity / Network Activity events");
+  serve->add_option("--audit-replicate-to", flags->replicate_to,
+                    "ship every audit event to this PostgreSQL store (postgresql://user@host/db, no password)");
+  serve->add_option("--audit-replica", flags->replica, "this replica's name in the central store (default: host name)");
+  serve->add_option("--audit-replicate-password-file", flags->password_file,
+                    "file holding the PostgreSQL password (default: PGPASSFILE / ~/.pgpass)");
+  serve->add_option("--audit-max-backlog", flags->max_backlog,
+                    "/readyz reports not ready while more events than this wait to be shipped (default: never)");
   serve->add_option("--retention", flags->retention, "prune audit events older than this (e.g. 90d) in the background");
   serve->add_option("--threads", flags->threads, "worker threads (default: one per core)");
   serve->add_option("--log-level", flags->log_level, "trace | debug | info | warn | error | off (default info)");

@@ -165,9 +165,17 @@ void read_tls(Reader& r, const YAML::Node& node, TlsConfig& tls) {
   }
 }
 
+void read_audit(Reader& r, const YAML::Node& node, AuditReplication& rep) {
+  r.check_keys(node, {"replicate_to", "password_file", "replica", "max_backlog"}, "audit");
+  if (node["replicate_to"]) rep.replicate_to = r.string(node["replicate_to"], "audit.replicate_to");
+  if (node["password_file"]) rep.password_file = r.string(node["password_file"], "audit.password_file");
+  if (node["replica"]) rep.replica = r.string(node["replica"], "audit.replica");
+  if (node["max_backlog"]) rep.max_backlog = r.number(node["max_backlog"], "audit.max_backlog", std::uint64_t{1} << 40);
+}
+
 void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   r.check_keys(root,
-               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "secrets_dir", "retention", "threads", "dns", "limits", "tls", "log_level", "log_format"},
+               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "audit_stream_format", "secrets_dir", "audit", "retention", "threads", "dns", "limits", "tls", "log_level", "log_format"},
                "the configuration");
   if (root["listen"]) {
     config.listen = r.string(root["listen"], "listen");
@@ -195,6 +203,12 @@ void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   }
   if (root["audit_stream"]) config.audit_stream = r.string(root["audit_stream"], "audit_stream");
   if (root["secrets_dir"]) config.secrets_dir = r.string(root["secrets_dir"], "secrets_dir");
+  if (root["audit_stream_format"]) {
+    config.audit_stream_format = r.string(root["audit_stream_format"], "audit_stream_format");
+    if (config.audit_stream_format != "rows" && config.audit_stream_format != "ocsf") {
+      r.problem(root["audit_stream_format"], "audit_stream_format must be rows or ocsf");
+    }
+  }
   if (root["retention"]) config.retention = r.duration(root["retention"], "retention");
   if (root["threads"]) config.threads = static_cast<unsigned>(r.number(root["threads"], "threads", 256));
   // A section that is not a map would make yaml-cpp throw on lookup; say
@@ -207,6 +221,7 @@ void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   if (section(root["dns"], "dns")) read_dns(r, root["dns"], config.dns);
   if (section(root["limits"], "limits")) read_limits(r, root["limits"], config.limits);
   if (section(root["tls"], "tls")) read_tls(r, root["tls"], config.tls);
+  if (section(root["audit"], "audit")) read_audit(r, root["audit"], config.replication);
   if (root["log_level"]) {
     config.log_level = r.string(root["log_level"], "log_level");
     if (!valid_log_level(config.log_level)) {

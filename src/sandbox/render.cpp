@@ -233,7 +233,8 @@ std::vector<RenderedFile> render_k8s(const RenderOptions& o) {
   }
   return {{"runtimeclass-gvisor.yaml", rc.str()},
           {"networkpolicies.yaml", np.str()},
-          {"runtimeclass-kata-fc.yaml", kata.str()}};
+          {"runtimeclass-kata-fc.yaml", kata.str()},
+          render_k8s_deployment(o)};
 }
 
 std::string render_apparmor(const RenderOptions& o) {

@@ -238,3 +238,50 @@ TEST_CASE("readiness: policy loaded, audit healthy, DNS answering") {
   metrics.count_lookup(answer, std::chrono::milliseconds(1));
   CHECK(metrics.readiness().ready);
 }
+
+TEST_CASE("replication: its families only while replicating; readiness only past a set backlog bound") {
+  struct Case {
+    const char* name;
+    bool replicating;
+    std::int64_t backlog;
+    std::uint64_t max_backlog;
+    bool ready;
+  };
+  const Case cases[] = {
+      {"not replicating", false, 0, 0, true},
+      {"behind, no bound", true, 1'000'000, 0, true},
+      {"behind, under the bound", true, 100, 100, true},
+      {"behind, past the bound", true, 101, 100, false},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    Metrics metrics;
+    const auto serve = metrics.watch_serve([] { return admin::ServeState{true, 0, 0, 0}; });
+    const auto audit = metrics.watch_audit([&c] {
+      admin::AuditState state;
+      state.healthy = true;
+      state.max_backlog = c.max_backlog;
+      if (c.replicating) {
+        audit::ReplicationStats r;
+        r.connected = false;
+        r.backlog_rows = c.backlog;
+        r.lag_seconds = 12.5;
+        r.shipped_rows = 7;
+        r.failures = 3;
+        state.replication = r;
+      }
+      return state;
+    });
+    const auto text = metrics.render();
+    CHECK(has_line(text, "egress_audit_replication_backlog_rows " + std::to_string(c.backlog)) == c.replicating);
+    CHECK(has_line(text, "egress_audit_replication_lag_seconds 12.5") == c.replicating);
+    CHECK(has_line(text, "egress_audit_replication_connected 0") == c.replicating);
+    CHECK(has_line(text, "egress_audit_replication_shipped_rows_total 7") == c.replicating);
+    CHECK(has_line(text, "egress_audit_replication_failures_total 3") == c.replicating);
+    const auto readiness = metrics.readiness();
+    CHECK(readiness.ready == c.ready);
+    if (!c.ready) {
+      CHECK(readiness.text == "not ready: the audit replication backlog (101 events) exceeds audit.max_backlog 100");
+    }
+  }
+}

@@ -33,7 +33,7 @@ void downgrade_to_v2(const std::string& path) {
   const auto end = v1.find(';', v1.find("WHERE d.event = 'decision'"));
   REQUIRE(start != std::string::npos);
   DbPtr db = open_reader(path);
-  run_sql(db.get(), "DROP VIEW requests; ALTER TABLE events DROP COLUMN alpn; ALTER TABLE events DROP COLUMN injected; "
+  run_sql(db.get(), "DROP TABLE IF EXISTS replication; DROP VIEW requests; ALTER TABLE events DROP COLUMN alpn; ALTER TABLE events DROP COLUMN injected; "
                         "ALTER TABLE events DROP COLUMN scrubbed; " + v1.substr(start, end - start + 1) +
                         " PRAGMA user_version = 2;");
 }

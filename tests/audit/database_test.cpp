@@ -56,7 +56,7 @@ TEST_CASE("open_database creates the schema in a new file", "[audit]") {
   { DbPtr db = open_database(path, 100ms); }
 
   DbPtr db = open_reader(path);
-  CHECK(schema_objects(db.get(), "table") == std::set<std::string>{"events", "prune_anchors"});
+  CHECK(schema_objects(db.get(), "table") == std::set<std::string>{"events", "prune_anchors", "replication"});
   CHECK(schema_objects(db.get(), "view") == std::set<std::string>{"requests"});
   CHECK(schema_objects(db.get(), "index") ==
         std::set<std::string>{"events_ts", "events_host_ts", "events_request_id",

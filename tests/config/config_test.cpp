@@ -219,6 +219,10 @@ TEST_CASE("A bad configuration names the file, the line and what to change", "[c
       {"unknown mode", "mode: open\n", 1, {"mode must be production, self-hosted or developer"}},
       {"unknown audit_sync", "audit_sync: always\n", 1, {"audit_sync must be normal or full"}},
       {"unknown log_format", "log_format: xml\n", 1, {"log_format must be text or json"}},
+      {"unknown audit key", "audit:\n  replicate: postgresql://h/db\n", 2,
+       {"unknown key 'replicate' in audit", "replicate_to", "password_file", "replica", "max_backlog"}},
+      {"unknown audit_stream_format", "audit_stream_format: cef\n", 1, {"audit_stream_format must be rows or ocsf"}},
+      {"audit not a map", "audit: postgresql://h/db\n", 1, {"audit must be a map"}},
       {"unknown log_level", "log_level: verbose\n", 1, {"log_level must be trace, debug, info, warn, error or off"}},
       {"listen without a port", "listen: 127.0.0.1\n", 1, {"listen must be HOST:PORT"}},
       {"listen with a bare v6 address", "listen: \"::1:3128\"\n", 1, {"listen must be HOST:PORT"}},
@@ -406,4 +410,19 @@ TEST_CASE("The tls section sets the inspection CA, upstream trust, cache and poo
   CHECK(defaults.tls.ca_cert.empty());  // inspection is off by default
   CHECK(defaults.tls.upstream_pool_size == 64);
   CHECK(defaults.tls.upstream_pool_idle == std::chrono::seconds(4));
+}
+
+TEST_CASE("The audit section sets replication to a central store and the stream format", "[config]") {
+  ConfigFile file("audit_stream_format: ocsf\naudit:\n  replicate_to: postgresql://egress@db/egress\n"
+                  "  password_file: /etc/egress/pw\n  replica: egress-a\n  max_backlog: 50000\n");
+  const auto config = load_config_file(file.path());
+  CHECK(config.audit_stream_format == "ocsf");
+  CHECK(config.replication.replicate_to == "postgresql://egress@db/egress");
+  CHECK(config.replication.password_file == "/etc/egress/pw");
+  CHECK(config.replication.replica == "egress-a");
+  CHECK(config.replication.max_backlog == 50000);
+  const ServeConfig defaults;
+  CHECK(defaults.replication.replicate_to.empty());  // replication is off by default
+  CHECK(defaults.replication.max_backlog == 0);
+  CHECK(defaults.audit_stream_format == "rows");
 }

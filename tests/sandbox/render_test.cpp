@@ -68,7 +68,7 @@ TEST_CASE("the compose override puts workers on runsc, on the internal network o
 TEST_CASE("k8s: RuntimeClass gvisor, NetworkPolicies to egress only, and a Kata/Firecracker variant", "[sandbox]") {
   RenderOptions o;
   const auto files = render_k8s(o);
-  REQUIRE(files.size() == 3);
+  REQUIRE(files.size() == 4);
   const auto rc = YAML::Load(files[0].text);
   CHECK(rc["kind"].as<std::string>() == "RuntimeClass");
   CHECK(rc["metadata"]["name"].as<std::string>() == "gvisor");
@@ -173,11 +173,12 @@ TEST_CASE("daemon.json in place: atomic, with a backup; invalid JSON leaves the 
 TEST_CASE("every target renders into --out", "[sandbox]") {
   TempDir dir;
   CHECK(render_to_directory(Target::Compose, {}, dir.path.string()).size() == 1);
-  CHECK(render_to_directory(Target::K8s, {}, dir.path.string()).size() == 3);
+  CHECK(render_to_directory(Target::K8s, {}, dir.path.string()).size() == 4);
   CHECK(render_to_directory(Target::Seccomp, {}, dir.path.string()).size() == 1);
   CHECK(render_to_directory(Target::AppArmor, {}, dir.path.string()).size() == 1);
   CHECK(fs::exists(dir.path / "docker-compose.sandbox.yml"));
   CHECK(fs::exists(dir.path / "networkpolicies.yaml"));
+  CHECK(fs::exists(dir.path / "egress-deployment.yaml"));
   CHECK(fs::exists(dir.path / "seccomp-worker.json"));
   CHECK(fs::exists(dir.path / "egress-worker"));
 }
@@ -188,4 +189,35 @@ TEST_CASE("targets and modes parse; anything else names the valid values", "[san
   CHECK_THROWS_WITH(parse_target("helm"), Catch::Contains("compose, docker-daemon, k8s, seccomp or apparmor"));
   CHECK(parse_mode("developer") == egress::policy::Mode::Developer);
   CHECK_THROWS_WITH(parse_mode("prod"), Catch::Contains("production, self-hosted or developer"));
+}
+
+TEST_CASE("k8s: the egress Deployment replicates to PostgreSQL, DSN from a Secret, pod name as replica", "[sandbox]") {
+  RenderOptions o;
+  o.replicas = 3;
+  const auto file = render_k8s_deployment(o);
+  CHECK(file.name == "egress-deployment.yaml");
+  const auto docs = YAML::LoadAll(file.text);
+  REQUIRE(docs.size() == 3);
+  const auto deploy = docs[0];
+  CHECK(deploy["kind"].as<std::string>() == "Deployment");
+  CHECK(deploy["spec"]["replicas"].as<int>() == 3);
+  const auto pod = deploy["spec"]["template"];
+  CHECK(pod["metadata"]["labels"]["app"].as<std::string>() == "egress");
+  const auto c = pod["spec"]["containers"][0];
+  CHECK(has_item(c["args"], "--audit-replicate-to"));
+  CHECK(has_item(c["args"], "$(EGRESS_AUDIT_DSN)"));
+  CHECK(has_item(c["args"], "$(POD_NAME)"));
+  bool dsn_from_secret = false, pod_name = false;
+  for (const auto& env : c["env"]) {
+    const auto name = env["name"].as<std::string>();
+    if (name == "EGRESS_AUDIT_DSN") {
+      dsn_from_secret = env["valueFrom"]["secretKeyRef"]["name"].as<std::string>() == "egress-audit-db";
+    }
+    if (name == "POD_NAME") pod_name = env["valueFrom"]["fieldRef"]["fieldPath"].as<std::string>() == "metadata.name";
+  }
+  CHECK(dsn_from_secret);
+  CHECK(pod_name);
+  CHECK(docs[1]["kind"].as<std::string>() == "Service");
+  CHECK(docs[2]["kind"].as<std::string>() == "NetworkPolicy");
+  CHECK(docs[2]["spec"]["egress"][0]["ports"][0]["port"].as<int>() == 5432);
 }

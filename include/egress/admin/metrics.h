@@ -19,12 +19,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include "egress/audit/event.h"
+#include "egress/audit/replicator.h"
 #include "egress/audit/store.h"
 #include "egress/dns/resolver.h"
 #include "egress/policy/policy.h"
@@ -63,6 +65,16 @@ enum class MetricType { Counter, Gauge, Histogram };
   X(AuditDroppedEvents, Counter, "audit_dropped_events_total", "", "Audit events refused: queue full")           \
   X(AuditLastCommitDuration, Gauge, "audit_last_commit_duration_seconds", "",                                    \
     "Duration of the latest audit transaction (group commit)")                                                   \
+  X(AuditReplicationConnected, Gauge, "audit_replication_connected", "",                                         \
+    "1 while the shipper reaches the central PostgreSQL store (absent without audit.replicate_to)")             \
+  X(AuditReplicationBacklog, Gauge, "audit_replication_backlog_rows", "",                                        \
+    "Audit events committed locally and not yet in the central store")                                          \
+  X(AuditReplicationLag, Gauge, "audit_replication_lag_seconds", "",                                             \
+    "Age of the oldest audit event not yet in the central store (0 when none waits)")                           \
+  X(AuditReplicationShipped, Counter, "audit_replication_shipped_rows_total", "",                                \
+    "Audit events this process inserted into the central store")                                                \
+  X(AuditReplicationFailures, Counter, "audit_replication_failures_total", "",                                   \
+    "Failed connects or batches to the central store")                                                          \
   X(TlsCertCacheHits, Counter, "tls_cert_cache_hits_total", "",                                                  \
     "Inspected tunnels whose leaf certificate came from the per-thread cache")                                   \
   X(TlsCertCacheMisses, Counter, "tls_cert_cache_misses_total", "",                                              \
@@ -110,6 +122,8 @@ struct ServeState {
 struct AuditState {
   bool healthy = false;
   audit::StoreStats stats;
+  std::optional<audit::ReplicationStats> replication;  // when serve replicates
+  std::uint64_t max_backlog = 0;  // readiness bound on replication backlog rows; 0 = none
 };
 
 struct Readiness {

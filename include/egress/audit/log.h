@@ -88,9 +88,11 @@ std::optional<Format> format_from_string(std::string_view text);
 
 /// Writes `rows`: Table aligned (NULL as "-"), Json one object per line
 /// (NULL as null), Csv with a header line (NULL empty, RFC 4180 quoting).
-/// With `db_names` non-empty a leading "db" column names each row's file.
+/// With `db_names` non-empty a leading `db_column` column names each row's
+/// file ("replica" for a central store: each mirror file is one replica).
 void write_rows(std::ostream& out, Format format, const Rows& rows,
-                const std::vector<std::string>& db_names, bool header = true);
+                const std::vector<std::string>& db_names, bool header = true,
+                std::string_view db_column = "db");
 
 /// `rows` with only the named columns that it has, in the order given.
 Rows project(const Rows& rows, const std::vector<std::string>& columns);

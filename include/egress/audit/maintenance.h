@@ -48,6 +48,11 @@ struct PruneResult {
   std::int64_t first_id = 0;  // range removed (0 when nothing was)
   std::int64_t last_id = 0;
   std::int64_t batches = 0;
+  /// Rows older than the cutoff kept because they are not yet in the
+  /// central store (schema/004_replication.sql), and which store.
+  std::int64_t held_rows = 0;
+  std::string held_for;
+  std::int64_t shipped_id = 0;
 };
 
 /// Removes old rows from `path` (which must exist) and records one anchor

@@ -28,6 +28,11 @@ class AuditError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The stream's line shape: the table's rows (row.h to_json_line) or OCSF
+/// events (HTTP Activity 4002 / Network Activity 4001; src/audit/ocsf.h,
+/// docs/audit-fleet.md).
+enum class StreamFormat { Rows, Ocsf };
+
 struct StoreOptions {
   /// PRAGMA synchronous for the WAL database. Normal (the default) makes a
   /// committed event survive a crash of the egress process, SIGKILL
@@ -48,6 +53,7 @@ struct StoreOptions {
   /// When set, every committed event is also written here as one JSON line
   /// (serve --audit-stream). Called on the writer thread.
   std::function<void(const std::string& json_line)> stream;
+  StreamFormat stream_format = StreamFormat::Rows;
 };
 
 /// Called on the writer thread once the event's transaction has committed

@@ -70,6 +70,15 @@ enum class LogFormat { Text, Json };
 /// set explicitly that cannot be bound is an error.
 inline constexpr std::string_view kDefaultAdminListen = "127.0.0.1:9128";
 
+/// Shipping the audit log to a central PostgreSQL store (the `audit:`
+/// section; docs/audit-fleet.md).
+struct AuditReplication {
+  std::string replicate_to;   // "" = off; postgresql://... without a password
+  std::string password_file;  // the password's file; "" = PGPASSFILE / ~/.pgpass
+  std::string replica;        // "" = the host name
+  std::uint64_t max_backlog = 0;  // /readyz unready past this many unshipped rows; 0 = never
+};
+
 struct ServeConfig {
   std::string listen = "127.0.0.1:3128";
   /// /healthz, /readyz, /metrics: HOST:PORT, or "" / "off" for none.
@@ -85,6 +94,8 @@ struct ServeConfig {
   /// Credentials for `inject:` rules: one file per secret (secrets/secrets.h);
   /// "" = none (an injecting rule's requests are refused secret-unavailable).
   std::string secrets_dir;
+  std::string audit_stream_format = "rows";  // rows | ocsf
+  AuditReplication replication;
   milliseconds retention{0};  // audit events older than this are pruned in the background; 0 = keep all
   unsigned threads = 0;      // 0 = one per core
   DnsConfig dns;

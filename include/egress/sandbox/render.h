@@ -32,6 +32,8 @@ struct RenderOptions {
   std::vector<std::string> cluster_cidrs = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"};
   std::vector<std::string> runsc_args;        // daemon.json runtimeArgs (e.g. "--network=host", see docs/sandboxing.md)
   std::string apparmor_name = "egress-worker";
+  int replicas = 2;                            // k8s: egress Deployment replicas
+  std::string audit_secret = "egress-audit-db";  // k8s: Secret with the central store's dsn and password
 };
 
 /// One rendered file: its name inside --out and its text.
@@ -49,6 +51,13 @@ std::string render_compose_override(const RenderOptions& options);
 /// cluster ranges and 169.254.169.254, or in production only in-cluster
 /// services) and a Kata/Firecracker RuntimeClass variant.
 std::vector<RenderedFile> render_k8s(const RenderOptions& options);
+
+/// egress-deployment.yaml (part of render_k8s): the egress Deployment with
+/// `replicas` pods replicating their audit logs to the central PostgreSQL
+/// store (DSN and password from a Secret, the pod's name as replica name),
+/// its Service, and the NetworkPolicy that lets it reach PostgreSQL
+/// (docs/audit-fleet.md).
+RenderedFile render_k8s_deployment(const RenderOptions& options);
 
 /// A Docker/OCI seccomp profile for workers: default deny (EPERM), an
 /// allowlist that python3 and curl need, clone3 answered with ENOSYS so libc

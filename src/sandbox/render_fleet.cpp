@@ -1,0 +1,97 @@
+// `sandbox render --target k8s`: the egress Deployment of a fleet that
+// replicates its audit to a central PostgreSQL store (see render.h and
+// docs/audit-fleet.md). Kept apart from render.cpp's sandbox files.
+#include <sstream>
+
+#include "egress/sandbox/render.h"
+
+namespace egress::sandbox {
+
+RenderedFile render_k8s_deployment(const RenderOptions& o) {
+  const auto port = std::to_string(o.proxy_port);
+  const auto& app = o.proxy_service;
+  std::ostringstream d;
+  d << "# egress as a Deployment of " << o.replicas << " replicas behind a Service. Each pod keeps its\n"
+    << "# own SQLite audit file (emptyDir: the commit-before-connect log) and ships every\n"
+    << "# event to the central PostgreSQL store, named by its pod name. Create the Secret:\n"
+    << "#   kubectl -n " << o.k8s_namespace << " create secret generic " << o.audit_secret << " \\\n"
+    << "#     --from-literal=dsn='postgresql://egress@egress-audit-db:5432/egress' \\\n"
+    << "#     --from-literal=password='...'\n"
+    << "# Sizing: docs/audit-fleet.md (events per second one replica ships).\n"
+    << "apiVersion: apps/v1\n"
+    << "kind: Deployment\n"
+    << "metadata:\n"
+    << "  name: " << app << "\n"
+    << "  namespace: " << o.k8s_namespace << "\n"
+    << "spec:\n"
+    << "  replicas: " << o.replicas << "\n"
+    << "  selector:\n"
+    << "    matchLabels: {app: " << app << "}\n"
+    << "  template:\n"
+    << "    metadata:\n"
+    << "      labels: {app: " << app << "}\n"
+    << "    spec:\n"
+    << "      automountServiceAccountToken: false\n"
+    << "      securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001}\n"
+    << "      containers:\n"
+    << "        - name: egress\n"
+    << "          image: " << o.image << "\n"
+    << "          args: [\"serve\", \"--mode\", \"" << policy::to_string(o.mode) << "\", \"--listen\", \"0.0.0.0:" << port
+    << "\",\n"
+    << "                 \"--admin-listen\", \"0.0.0.0:9128\", \"--audit-db\", \"/var/lib/egress/audit.db\",\n"
+    << "                 \"--audit-replicate-to\", \"$(EGRESS_AUDIT_DSN)\", \"--audit-replica\", \"$(POD_NAME)\",\n"
+    << "                 \"--audit-replicate-password-file\", \"/etc/egress/audit-db/password\"]\n"
+    << "          env:\n"
+    << "            - name: POD_NAME   # the replica's name in the central store\n"
+    << "              valueFrom: {fieldRef: {fieldPath: metadata.name}}\n"
+    << "            - name: EGRESS_AUDIT_DSN\n"
+    << "              valueFrom: {secretKeyRef: {name: " << o.audit_secret << ", key: dsn}}\n"
+    << "          ports:\n"
+    << "            - {name: proxy, containerPort: " << port << "}\n"
+    << "            - {name: admin, containerPort: 9128}\n"
+    << "          readinessProbe: {httpGet: {path: /readyz, port: admin}, periodSeconds: 5}\n"
+    << "          livenessProbe: {httpGet: {path: /healthz, port: admin}, periodSeconds: 10}\n"
+    << "          securityContext:\n"
+    << "            readOnlyRootFilesystem: true\n"
+    << "            allowPrivilegeEscalation: false\n"
+    << "            capabilities: {drop: [ALL]}\n"
+    << "          volumeMounts:\n"
+    << "            - {name: audit, mountPath: /var/lib/egress}\n"
+    << "            - {name: audit-db, mountPath: /etc/egress/audit-db, readOnly: true}\n"
+    << "      volumes:\n"
+    << "        - name: audit      # the local log; unshipped rows wait here while PostgreSQL is away\n"
+    << "          emptyDir: {sizeLimit: 2Gi}\n"
+    << "        - name: audit-db\n"
+    << "          secret: {secretName: " << o.audit_secret << ", items: [{key: password, path: password}], "
+    << "defaultMode: 0400}\n"
+    << "---\n"
+    << "apiVersion: v1\n"
+    << "kind: Service\n"
+    << "metadata:\n"
+    << "  name: " << app << "\n"
+    << "  namespace: " << o.k8s_namespace << "\n"
+    << "spec:\n"
+    << "  selector: {app: " << app << "}\n"
+    << "  ports:\n"
+    << "    - {name: proxy, port: " << port << ", targetPort: " << port << "}\n"
+    << "---\n"
+    << "# egress pods reach the central store (the other policies exclude cluster ranges).\n"
+    << "apiVersion: networking.k8s.io/v1\n"
+    << "kind: NetworkPolicy\n"
+    << "metadata:\n"
+    << "  name: " << app << "-audit-db\n"
+    << "  namespace: " << o.k8s_namespace << "\n"
+    << "spec:\n"
+    << "  podSelector:\n"
+    << "    matchLabels: {app: " << app << "}\n"
+    << "  policyTypes: [Egress]\n"
+    << "  egress:\n"
+    << "    - to:\n"
+    << "        - podSelector:\n"
+    << "            matchLabels: {app: egress-audit-db}\n"
+    << "      ports:\n"
+    << "        - {protocol: TCP, port: 5432}\n";
+  return {"egress-deployment.yaml", d.str()};
+}
+
+}  // namespace egress::sandbox
