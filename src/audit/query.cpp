@@ -21,11 +21,11 @@ namespace {
 constexpr const char* kRequestColumns =
     "request_id, ts, closed_ts, mode, role, client_addr, kind, method, scheme, host, port, path, "
     "sni, alpn, decision, rule, reason, upstream_addr, status, bytes_up, bytes_down, duration_ms, "
-    "error, decision_id, close_id";
+    "error, injected, scrubbed, decision_id, close_id";
 constexpr const char* kEventColumns =
     "id, ts, request_id, event, mode, role, client_addr, kind, method, scheme, host, port, path, "
     "sni, alpn, decision, rule, reason, upstream_addr, status, bytes_up, bytes_down, duration_ms, "
-    "error, prev_hash, hash";
+    "error, injected, scrubbed, prev_hash, hash";
 
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
@@ -246,7 +246,7 @@ void LogSet::scan(const Filter& filter, Source source, const RowSink& sink,
   // memory stays bounded however large the range (export of months).
   constexpr std::int64_t kPage = 5000;
   const bool requests = source == Source::Requests;
-  const std::size_t ts_col = 1, id_col = requests ? 23 : 0;  // decision_id's place in kRequestColumns
+  const std::size_t ts_col = 1, id_col = requests ? 25 : 0;  // decision_id's place in kRequestColumns
   const char* id_name = requests ? "decision_id" : "id";
   struct Reader {
     std::deque<std::vector<Value>> buffer;

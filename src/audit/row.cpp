@@ -62,7 +62,7 @@ std::vector<Value> row_values(const Event& e) {
       text(e.sni),            text(e.decision), text(e.rule),       text(e.reason),
       text(e.upstream_addr),  integer(e.status), integer(e.bytes_up), integer(e.bytes_down),
       integer(e.duration_ms), text(e.error),
-      text(e.alpn),
+      text(e.alpn),           text(e.injected), integer(e.scrubbed),
   };
 }
 
@@ -74,8 +74,10 @@ std::string select_list(std::string_view columns, std::int64_t version) {
     columns = comma == std::string_view::npos ? std::string_view{} : columns.substr(comma + 1);
     while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
     if (!out.empty()) out += ", ";
-    if (name == "alpn" && version < kAlpnSchemaVersion) {
-      out += "NULL AS alpn";
+    const bool missing = (name == "alpn" && version < kAlpnSchemaVersion) ||
+                         ((name == "injected" || name == "scrubbed") && version < kSecretsSchemaVersion);
+    if (missing) {
+      out += "NULL AS " + std::string(name);
     } else {
       out += name;
     }

@@ -19,21 +19,23 @@ namespace egress::audit {
 /// The content columns of `events`: every column except id, prev_hash and
 /// hash, in table order. The first kChainBaseColumns come from
 /// schema/001_events.sql; later migrations append columns after `hash`
-/// (003_alpn.sql: alpn), and they follow here in migration order (a test
-/// checks the table against this list).
-inline constexpr std::array<std::string_view, 23> kContentColumns = {
+/// (003_alpn.sql: alpn; 005_secrets.sql: injected, scrubbed), and they
+/// follow here in migration order (a test checks the table against this list).
+inline constexpr std::array<std::string_view, 25> kContentColumns = {
     "ts",     "request_id", "event",    "mode",          "role",   "client_addr",
     "kind",   "method",     "scheme",   "host",          "port",   "path",
     "sni",    "decision",   "rule",     "reason",        "upstream_addr",
     "status", "bytes_up",   "bytes_down", "duration_ms", "error",
-    "alpn"};
+    "alpn",   "injected", "scrubbed"};
 
 /// How many content columns the hash chain was defined over (001_events.sql);
 /// columns after these enter a row's hash only when not NULL (chain.h).
 inline constexpr std::size_t kChainBaseColumns = 22;
 
-/// The first schema version (PRAGMA user_version) whose `events` has alpn.
+/// The first schema version (PRAGMA user_version) whose `events` has alpn,
+/// and the first with injected and scrubbed.
 inline constexpr std::int64_t kAlpnSchemaVersion = 3;
+inline constexpr std::int64_t kSecretsSchemaVersion = 5;
 
 /// `columns` ("a, b, c") as a SELECT list for a database at schema
 /// `version`: a column that version does not have yet reads as NULL, so

@@ -33,9 +33,9 @@ constexpr auto kFailureLogInterval = std::chrono::seconds(5);
 constexpr const char* kInsertSql =
     "INSERT INTO events (ts, request_id, event, mode, role, client_addr, kind, method, scheme, "
     "host, port, path, sni, decision, rule, reason, upstream_addr, status, bytes_up, "
-    "bytes_down, duration_ms, error, alpn, prev_hash, hash) "
+    "bytes_down, duration_ms, error, alpn, injected, scrubbed, prev_hash, hash) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
-    "?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+    "?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)";
 constexpr int kPrevHashParam = static_cast<int>(kContentColumns.size()) + 1;
 constexpr int kHashParam = kPrevHashParam + 1;
 

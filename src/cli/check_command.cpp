@@ -19,6 +19,7 @@
 #include "egress/dns/resolver.h"
 #include "egress/policy/policy.h"
 #include "egress/proxy/evaluate.h"
+#include "egress/secrets/secrets.h"
 
 namespace egress::cli {
 namespace {
@@ -26,7 +27,7 @@ namespace {
 namespace asio = boost::asio;
 
 struct CheckFlags {
-  std::string policy_file, mode, config_file, method = "GET", role, source, target;
+  std::string policy_file, mode, config_file, secrets_dir, method = "GET", role, source, target;
   bool json = false;
 };
 
@@ -109,8 +110,45 @@ void print_decision(const policy::Decision& d) {
   if (!d.detail.empty()) std::cout << "detail:    " << d.detail << "\n";
 }
 
+/// What serve would add to the request: each header and the secret it
+/// comes from, by name only (the value is never printed).
+struct InjectionCheck {
+  std::string header, secret;
+  bool only_placeholder = false;
+  bool available = false;
+};
+
+std::vector<InjectionCheck> check_injections(std::span<const policy::Injection> injections,
+                                             const secrets::SecretStore& store) {
+  std::vector<InjectionCheck> out;
+  for (const auto& injection : injections) {
+    for (const auto& name : injection.secrets) {
+      out.push_back({injection.header, name, injection.only_placeholder, store.find(name) != nullptr});
+    }
+  }
+  return out;
+}
+
+boost::json::array injections_json(const std::vector<InjectionCheck>& injections) {
+  boost::json::array out;
+  for (const auto& i : injections) {
+    out.push_back(boost::json::object{{"header", i.header}, {"secret", i.secret},
+                                      {"only_placeholder", i.only_placeholder}, {"available", i.available}});
+  }
+  return out;
+}
+
+void print_injections(const std::vector<InjectionCheck>& injections) {
+  for (const auto& i : injections) {
+    std::cout << "inject:    " << i.header << " from secret " << i.secret
+              << (i.only_placeholder ? " (only where the worker sends egress:" + i.secret + ")" : "")
+              << (i.available ? "" : "; the secret is missing: these requests get 503 secret-unavailable") << "\n";
+  }
+}
+
 void print(const CheckFlags& flags, const std::string& role, const proxy::RequestTarget& request,
-           const proxy::Evaluation& evaluation, const std::optional<InspectedCheck>& inspected) {
+           const proxy::Evaluation& evaluation, const std::optional<InspectedCheck>& inspected,
+           const std::vector<InjectionCheck>& injections) {
   const auto& d = evaluation.decision;
   const bool tunnel_allowed = request.kind == policy::RequestKind::Connect && d.allows();
   if (flags.json) {
@@ -132,6 +170,7 @@ void print(const CheckFlags& flags, const std::string& role, const proxy::Reques
       inner["status"] = inspected->decision.allows() ? 200 : inspected->refusal_status;
       out["request"] = std::move(inner);
     }
+    out["inject"] = injections_json(injections);
     std::cout << boost::json::serialize(out) << "\n";
     return;
   }
@@ -144,7 +183,10 @@ void print(const CheckFlags& flags, const std::string& role, const proxy::Reques
     for (const auto& e : evaluation.endpoints) std::cout << " " << e.address().to_string();
     std::cout << "\n";
   }
-  if (!tunnel_allowed) return;
+  if (!tunnel_allowed) {
+    print_injections(injections);
+    return;
+  }
   if (!d.inspect) {
     std::cout << "inspect:   no (end-to-end TLS: egress sees the host and port, never the path)\n";
     return;
@@ -157,6 +199,7 @@ void print(const CheckFlags& flags, const std::string& role, const proxy::Reques
   std::cout << "inspect:   yes; the request inside:\n"
             << "request:   " << inspected->method << " " << inspected->path << "\n";
   print_decision(inspected->decision);
+  print_injections(injections);
 }
 
 int run_check(const CheckFlags& flags) {
@@ -173,6 +216,14 @@ int run_check(const CheckFlags& flags) {
     return kExitUsage;
   }
   if (!mode) mode = config.mode;
+  secrets::SecretStore secrets;
+  try {
+    const auto& dir = flags.secrets_dir.empty() ? config.secrets_dir : flags.secrets_dir;
+    if (!dir.empty()) secrets = secrets::SecretStore::load(dir);
+  } catch (const secrets::SecretsError& e) {
+    std::cerr << "egress check: " << e.what() << "\n";
+    return kExitUsage;
+  }
   const auto policy_file = flags.policy_file.empty() ? config.policy_file : flags.policy_file;
 
   policy::PolicySnapshot policy;
@@ -220,7 +271,11 @@ int run_check(const CheckFlags& flags) {
   ioc.run();
   const auto evaluation = future.get();
   const auto inspected = check_inspected(*policy, target, evaluation, flags.method, role);
-  print(flags, role, *parsed.request, evaluation, inspected);
+  const auto injections = check_injections(
+      inspected ? secrets::injections_for(inspected->decision, policy::RequestKind::Inspected)
+                : secrets::injections_for(evaluation.decision, parsed.request->kind),
+      secrets);
+  print(flags, role, *parsed.request, evaluation, inspected, injections);
   const bool allowed = inspected ? inspected->decision.allows() : evaluation.decision.allows();
   return allowed ? kExitOk : kExitDenied;
 }
@@ -234,6 +289,8 @@ void add_check_command(CLI::App& app, int& exit_code) {
   check->add_option("--mode", flags->mode, "override the policy's mode");
   check->add_option("--config", flags->config_file, "serve's configuration file (for its policy and DNS settings)")
       ->check(CLI::ExistingFile);
+  check->add_option("--secrets-dir", flags->secrets_dir,
+                    "serve's secrets directory: say whether each injected secret exists (names only)");
   check->add_option("--method", flags->method,
                     "HTTP method for http:// URLs, and for https:// URLs whose tunnel is inspected (default GET)");
   auto* role = check->add_option("--role", flags->role, "decide as this role");

@@ -16,6 +16,7 @@
 #include "cli/commands.h"
 #include "egress/policy/policy.h"
 #include "egress/proxy/evaluate.h"
+#include "egress/secrets/secrets.h"
 #include "policy/lint.h"
 #include "policy/squid_import.h"
 #include "policy/suggest.h"
@@ -25,7 +26,7 @@ namespace {
 
 struct PolicyFlags {
   std::vector<std::string> files, audit_dbs, targets;
-  std::string secret, old_policy, new_policy, role, since, squid_conf;
+  std::string secret, old_policy, new_policy, role, since, squid_conf, secrets_dir;
 };
 
 std::optional<std::string> read_text(const std::string& path) {
@@ -36,6 +37,15 @@ std::optional<std::string> read_text(const std::string& path) {
 
 int run_lint(const PolicyFlags& flags) {
   int errors = 0;
+  std::optional<std::vector<std::string>> secret_names;
+  if (!flags.secrets_dir.empty()) {
+    try {
+      secret_names = secrets::SecretStore::load(flags.secrets_dir).names();
+    } catch (const secrets::SecretsError& e) {
+      std::cout << flags.secrets_dir << ":0: error: " << e.what() << "\n";
+      return kExitUsage;
+    }
+  }
   for (const std::string& file : flags.files) {
     auto text = read_text(file);
     if (!text) {
@@ -44,7 +54,7 @@ int run_lint(const PolicyFlags& flags) {
       continue;
     }
     int file_errors = 0, warnings = 0;
-    for (const auto& finding : policy::lint_policy_text(*text, file)) {
+    for (const auto& finding : policy::lint_policy_text(*text, file, secret_names)) {
       std::cout << finding.to_string() << "\n";
       (finding.severity == policy::Severity::Error ? file_errors : warnings)++;
     }
@@ -285,6 +295,8 @@ void add_policy_command(CLI::App& app, int& exit_code) {
   auto* lint = policy->add_subcommand("lint", "Every problem and warning of policy files, as FILE:LINE: severity: "
                                               "problem; fix (exit 2 on errors)");
   lint->add_option("file", flags->files, "policy file(s)")->required();
+  lint->add_option("--secrets-dir", flags->secrets_dir,
+                   "serve's secrets directory: also report inject: secrets that are not there");
   bind(lint, "lint", run_lint);
 
   auto* hash = policy->add_subcommand("hash-token", "Print sha256:<hex> of a worker secret, for a role's tokens");

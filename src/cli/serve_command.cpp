@@ -23,7 +23,8 @@ namespace egress::cli {
 namespace {
 
 struct ServeFlags {
-  std::string config_file, mode, policy_file, listen, admin_listen, audit_db, audit_stream, retention, log_level,
+  std::string config_file, mode, policy_file, listen, admin_listen, audit_db, audit_stream, secrets_dir, retention,
+      log_level,
       log_format;
   std::string ca_cert, ca_key, upstream_ca;
   std::string stream_format, replicate_to, replica, password_file;
@@ -80,6 +81,7 @@ config::ServeConfig effective_config(const ServeFlags& flags) {
   }
   if (!flags.audit_db.empty()) config.audit_db = flags.audit_db;
   if (!flags.audit_stream.empty()) config.audit_stream = flags.audit_stream;
+  if (!flags.secrets_dir.empty()) config.secrets_dir = flags.secrets_dir;
   apply_audit_flags(flags, config);
   if (!flags.retention.empty()) {
     const auto retention = config::parse_duration(flags.retention);
@@ -212,6 +214,21 @@ int run_serve(const ServeFlags& flags) {
     std::cerr << "egress serve: the policy has errors:\n" << e.what() << "\n";
     return kExitUsage;
   }
+  // Secrets are read before anything listens: a file egress must not trust
+  // stops serve here, naming the file (never the value).
+  proxy::SecretsLoader load_secrets;
+  if (!config.secrets_dir.empty()) {
+    load_secrets = [&config] {
+      return std::make_shared<const secrets::SecretStore>(secrets::SecretStore::load(config.secrets_dir));
+    };
+    try {
+      const auto names = load_secrets()->names();
+      spdlog::info("{} secret(s) loaded from {}", names.size(), config.secrets_dir);
+    } catch (const secrets::SecretsError& e) {
+      std::cerr << "egress serve: " << e.what() << "\n";
+      return kExitUsage;
+    }
+  }
 
   audit::AuditStorePtr store;
   try {
@@ -279,7 +296,8 @@ int run_serve(const ServeFlags& flags) {
   try {
     const int code = proxy::serve(
         config, load_policy, *store,
-        [&](const std::string& address) { print_banner(config, *first_policy, address); }, inspection);
+        [&](const std::string& address) { print_banner(config, *first_policy, address); }, inspection,
+        load_secrets);
     admin_server.reset();
     retention.reset();
     replicator.reset();  // before the store: its last marker write needs the file
@@ -305,6 +323,8 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                     "HOST:PORT for /healthz, /readyz and /metrics, or off (default 127.0.0.1:9128)");
   serve->add_option("--audit-db", flags->audit_db, "SQLite audit database (default egress-audit.db)");
   serve->add_option("--audit-stream", flags->audit_stream, "also write audit events as JSON lines: stdout or a file");
+  serve->add_option("--secrets-dir", flags->secrets_dir,
+                    "directory of secrets for inject: rules, one file per secret, mode 0600 (names only are logged)");
   serve->add_option("--audit-stream-format", flags->stream_format,
                     "rows | ocsf (default rows): ocsf writes OCSF HTTP Activity / Network Activity events");
   serve->add_option("--audit-replicate-to", flags->replicate_to,

@@ -175,7 +175,7 @@ void read_audit(Reader& r, const YAML::Node& node, AuditReplication& rep) {
 
 void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   r.check_keys(root,
-               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "audit_stream_format", "audit", "retention", "threads", "dns", "limits", "tls", "log_level", "log_format"},
+               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "audit_stream_format", "secrets_dir", "audit", "retention", "threads", "dns", "limits", "tls", "log_level", "log_format"},
                "the configuration");
   if (root["listen"]) {
     config.listen = r.string(root["listen"], "listen");
@@ -202,6 +202,7 @@ void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
     else if (sync != "normal") r.problem(root["audit_sync"], "audit_sync must be normal or full");
   }
   if (root["audit_stream"]) config.audit_stream = r.string(root["audit_stream"], "audit_stream");
+  if (root["secrets_dir"]) config.secrets_dir = r.string(root["secrets_dir"], "secrets_dir");
   if (root["audit_stream_format"]) {
     config.audit_stream_format = r.string(root["audit_stream_format"], "audit_stream_format");
     if (config.audit_stream_format != "rows" && config.audit_stream_format != "ocsf") {

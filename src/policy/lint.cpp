@@ -45,8 +45,18 @@ bool paths_cover(const Rule& outer, const Rule& inner) {
 }
 
 // Options that change what a match does, beyond admitting it.
+bool same_injections(const Rule& a, const Rule& b) {
+  return std::equal(a.inject.begin(), a.inject.end(), b.inject.begin(), b.inject.end(),
+                    [](const Injection& x, const Injection& y) {
+                      return x.header == y.header && x.value == y.value && x.basic_user == y.basic_user &&
+                             x.only_placeholder == y.only_placeholder;
+                    }) &&
+         a.allow_plaintext == b.allow_plaintext;
+}
+
 bool same_options(const Rule& a, const Rule& b) {
-  return a.inspect == b.inspect && a.allow_no_sni == b.allow_no_sni && a.raw_tcp == b.raw_tcp;
+  return a.inspect == b.inspect && a.allow_no_sni == b.allow_no_sni && a.raw_tcp == b.raw_tcp &&
+         same_injections(a, b);
 }
 
 bool same_rule(const Rule& a, const Rule& b) {
@@ -298,7 +308,30 @@ std::vector<LintFinding> lint_model(const PolicyModel& model) {
   return linter.findings;
 }
 
-std::vector<LintFinding> lint_policy_text(std::string_view yaml, const std::string& file) {
+std::vector<LintFinding> lint_secret_names(const PolicyModel& model, const std::vector<std::string>& available) {
+  std::vector<LintFinding> findings;
+  auto scan = [&](const std::vector<Rule>& rules) {
+    for (const Rule& rule : rules) {
+      for (const Injection& injection : rule.inject) {
+        for (const std::string& name : injection.secrets) {
+          if (std::find(available.begin(), available.end(), name) != available.end()) continue;
+          findings.push_back({model.source, injection.line, Severity::Error,
+                              "secret '" + name + "' is not in the secrets directory; add a file named " + name +
+                                  " there (mode 0600), or fix the name; until then these requests get 503 "
+                                  "secret-unavailable"});
+        }
+      }
+    }
+  };
+  for (const auto* rules : {&model.allow, &model.internal}) scan(*rules);
+  for (const RoleRules& role : model.roles) {
+    for (const auto* rules : {&role.allow, &role.internal}) scan(*rules);
+  }
+  return findings;
+}
+
+std::vector<LintFinding> lint_policy_text(std::string_view yaml, const std::string& file,
+                                          const std::optional<std::vector<std::string>>& secret_names) {
   loader::Problems problems{file, {}};
   PolicyModel model = loader::parse_document(yaml, file, problems);
   std::vector<LintFinding> findings;
@@ -311,6 +344,9 @@ std::vector<LintFinding> lint_policy_text(std::string_view yaml, const std::stri
     }
   }
   for (LintFinding& warning : lint_model(model)) findings.push_back(std::move(warning));
+  if (secret_names) {
+    for (LintFinding& missing : lint_secret_names(model, *secret_names)) findings.push_back(std::move(missing));
+  }
   sort_findings(findings);
   return findings;
 }

@@ -7,6 +7,7 @@
 // out; the CLI reads the file and prints.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,10 +30,16 @@ struct LintFinding {
 /// Warnings about a model that loaded (no errors here), sorted by line.
 std::vector<LintFinding> lint_model(const PolicyModel& model);
 
+/// Errors for `inject:` secrets that are not among `available` (the names in
+/// serve's secrets directory).
+std::vector<LintFinding> lint_secret_names(const PolicyModel& model, const std::vector<std::string>& available);
+
 /// Parses `yaml` (named `file` in findings) and returns the loader's
 /// problems as errors plus, from what could be read, the warnings of
-/// lint_model(); sorted by line.
-std::vector<LintFinding> lint_policy_text(std::string_view yaml, const std::string& file);
+/// lint_model(), and, given the secrets directory's names, the errors of
+/// lint_secret_names(); sorted by line.
+std::vector<LintFinding> lint_policy_text(std::string_view yaml, const std::string& file,
+                                          const std::optional<std::vector<std::string>>& secret_names = std::nullopt);
 
 /// Whether every host `inner` matches is also matched by `outer` (exact,
 /// ".domain" and "*.domain" forms; a regex covers and is covered only by

@@ -54,4 +54,14 @@ PolicyModel parse_document(std::string_view yaml, const std::string& name, Probl
 /// and how to fix it.
 std::optional<HostPattern> parse_host_pattern(std::string_view text, std::string& error);
 
+/// Reads `inject:` and `allow_plaintext:` of an allow/internal entry into
+/// `rule` (read after the entry's host, cidr, inspect and state) and checks
+/// the rule may carry a secret at all (inject_parser.cpp). False on problems.
+bool parse_inject(const YAML::Node& entry, int line, Rule& rule, Problems& problems);
+
+/// Splits an inject value such as "Bearer {secret:hf_token}" into literal
+/// and secret parts; nullopt (and `error`) when it is malformed or names no
+/// secret.
+std::optional<std::vector<Injection::Part>> parse_value_template(std::string_view text, std::string& error);
+
 }  // namespace egress::policy::loader

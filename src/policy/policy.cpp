@@ -93,6 +93,8 @@ Decision allow_by(Reason reason, const Rule& rule) {
   d.internal = reason == Reason::InternalRule;
   d.allow_no_sni = rule.allow_no_sni;
   d.raw_tcp = rule.raw_tcp;
+  d.inject = rule.inject;
+  d.inject_plaintext = rule.allow_plaintext;
   return d;
 }
 

@@ -155,6 +155,10 @@ std::string_view explain(Reason reason) {
     case Reason::AuditUnavailable:
       return "The audit log cannot be written, so egress refuses new connections (fail "
              "closed); an operator must restore the audit store.";
+    case Reason::SecretUnavailable:
+      return "The rule that allows this request adds a credential from egress's secrets directory, and that "
+             "secret is missing or unreadable, so egress refuses rather than send the request without it; an "
+             "operator must add the secret file (mode 0600) and reload.";
   }
   return "Unknown reason.";
 }

@@ -167,7 +167,8 @@ std::optional<Rule> parse_entry_map(const YAML::Node& entry, ListKind kind, int 
   if (kind == ListKind::Deny) {
     check_keys(entry, {"host", "cidr", "ports", "state"}, what, problems);
   } else {
-    check_keys(entry, {"host", "cidr", "ports", "paths", "methods", "inspect", "allow_no_sni", "raw_tcp", "state"},
+    check_keys(entry, {"host", "cidr", "ports", "paths", "methods", "inspect", "allow_no_sni", "raw_tcp", "state",
+                       "inject", "allow_plaintext"},
                what, problems);
   }
   Rule rule;
@@ -216,6 +217,7 @@ std::optional<Rule> parse_entry_map(const YAML::Node& entry, ListKind kind, int 
       ok = false;
     }
   }
+  if (kind != ListKind::Deny) ok = parse_inject(entry, line, rule, problems) && ok;
   if (!ok) return std::nullopt;
   return rule;
 }

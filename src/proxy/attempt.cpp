@@ -112,6 +112,8 @@ audit::Event Attempt::close_event(const Outcome& outcome) const {
   out.bytes_down = static_cast<std::int64_t>(outcome.bytes_down);
   out.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
   out.error = outcome.error;
+  out.injected.clear();  // the decision event names them
+  if (!event_.injected.empty()) out.scrubbed = static_cast<std::int64_t>(outcome.scrubbed);
   return out;
 }
 
@@ -191,6 +193,8 @@ std::string Attempt::log_line(const Outcome& outcome, config::LogFormat format) 
   field("path", event_.path);
   field("sni", event_.sni);
   field("alpn", event_.alpn);
+  field("injected", event_.injected);
+  if (!event_.injected.empty()) field("scrubbed", std::to_string(outcome.scrubbed), true);
   field("decision", event_.decision);
   field("reason", event_.reason);
   field("rule", event_.rule);

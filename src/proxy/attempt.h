@@ -46,6 +46,9 @@ class Attempt {
   void set_sni(std::string sni) { event_.sni = std::move(sni); }
   /// The ALPN protocols the ClientHello offered, in order.
   void set_alpn(const std::vector<std::string>& protocols);
+  /// The secrets egress adds to this request ("a,b": names only), recorded
+  /// with the decision, before anything goes upstream.
+  void set_injected(std::string names) { event_.injected = std::move(names); }
   /// The policy's deny_message for this worker, shown in a policy refusal.
   void set_deny_message(std::string text) { deny_message_ = std::move(text); }
   const std::string& deny_message() const { return deny_message_; }
@@ -67,6 +70,7 @@ class Attempt {
     std::uint64_t bytes_up = 0;    // bytes written to the upstream
     std::uint64_t bytes_down = 0;  // bytes written to the worker
     std::string error;             // "" when nothing went wrong
+    std::uint64_t scrubbed = 0;    // injected secrets replaced in what went to the worker
   };
   audit::Event close_event(const Outcome& outcome) const;
 

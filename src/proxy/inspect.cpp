@@ -12,7 +12,9 @@
 #include "proxy/audit_events.h"
 #include "proxy/origin_form.h"
 #include "proxy/http_rules.h"
+#include "proxy/injection.h"
 #include "proxy/relay.h"
+#include "proxy/scrub_relay.h"
 
 namespace egress::proxy {
 namespace {
@@ -280,6 +282,14 @@ class Inspector {
       args_.worker.shared.audit.record(attempt.decision_event());
       co_return co_await refuse(attempt, 403, version, can_continue);
     }
+    RequestInjection injection = plan_injection(decision, policy::RequestKind::Inspected, request,
+                                         args_.worker.shared.secrets.load());
+    if (injection.plan.missing) {
+      attempt.set_refusal(Reason::SecretUnavailable, secret_missing_detail(*injection.plan.missing));
+      args_.worker.shared.audit.record(attempt.decision_event());
+      co_return co_await refuse(attempt, 503, version, can_continue);
+    }
+    attempt.set_injected(injection.plan.injected_names());
     const bool committed = co_await commit_event(args_.worker.shared.audit, attempt.decision_event());
     if (!committed) {
       attempt.set_failure(Reason::AuditUnavailable, "the audit log cannot be written; egress refuses new traffic");
@@ -289,7 +299,7 @@ class Inspector {
       attempt.set_failure(*upstream_reason_, upstream_error_);
       co_return co_await refuse(attempt, status_for(*upstream_reason_), version, false);
     }
-    co_return co_await forward(attempt, parser, target);
+    co_return co_await forward(attempt, parser, target, injection);
   }
 
   using ResponseParser = http::response_parser<http::buffer_body>;
@@ -312,7 +322,8 @@ class Inspector {
     }
   }
 
-  asio::awaitable<bool> forward(Attempt& attempt, RequestParser& parser, const RequestTarget& target) {
+  asio::awaitable<bool> forward(Attempt& attempt, RequestParser& parser, const RequestTarget& target,
+                                RequestInjection& injection) {
     auto& request = parser.get();
     const unsigned version = request.version();
     const bool client_keep_alive = request.keep_alive();
@@ -322,6 +333,7 @@ class Inspector {
       co_await asio::async_write(client_, asio::buffer(kContinue), use_nothrow);
     }
     prepare_upstream_request(request, target);
+    apply_injection(injection.plan, request);
     bool may_resend = upstream_reused_ && is_replayable(parser);
     upstream_reusable_ = false;  // until a response has been relayed whole
     Attempt::Outcome outcome;
@@ -363,15 +375,15 @@ class Inspector {
     const bool self_delimited = response->is_done() || response->chunked() || response->content_length().has_value();
     // A drain (SIGTERM) ends the tunnel after this response, as it ends a
     // plain kept-alive connection.
-    const bool keep_alive = client_keep_alive && self_delimited && head.keep_alive() &&
+    bool keep_alive = client_keep_alive && self_delimited && head.keep_alive() &&
                             !args_.worker.shared.draining.load(std::memory_order_relaxed);
     const bool upstream_keeps = self_delimited && head.keep_alive();
     outcome.status = head.result_int();
     prepare_client_response(head, version, keep_alive);
     head.set("X-Egress-Request-Id", attempt.request_id());
-    auto received = co_await relay_message(upstream_->stream(), upstream_->buffer(), *response, client_,
-                                           limits_.upstream_timeout, limits_.idle_timeout);
+    auto received = co_await relay_response(*response, injection.scrubber, version, keep_alive);
     outcome.bytes_down = received.bytes_written;
+    outcome.scrubbed = injection.scrubber.replacements();
     if (received.failed != RelayResult::Failed::Nothing) {
       outcome.error = (received.failed == RelayResult::Failed::Reading ? "reading the upstream response body: "
                                                                        : "sending the response to the worker: ") +
@@ -384,6 +396,21 @@ class Inspector {
     release_room(upstream_->buffer());
     record_close(args_.worker, attempt, outcome);
     co_return keep_alive && received.failed == RelayResult::Failed::Nothing;
+  }
+
+  /// The response to the worker; scrubbed of injected secrets when the
+  /// request carried one. May clear `keep_alive` (an HTTP/1.0 worker's
+  /// scrubbed body ends with the connection).
+  asio::awaitable<RelayResult> relay_response(ResponseParser& response, secrets::Scrubber& scrubber, unsigned version,
+                                              bool& keep_alive) {
+    if (!scrubber.active()) {
+      co_return co_await relay_message(upstream_->stream(), upstream_->buffer(), response, client_,
+                                       limits_.upstream_timeout, limits_.idle_timeout);
+    }
+    scrub_head(response.get(), scrubber);
+    if (!response.is_done()) keep_alive = reframe_for_scrubbing(response.get(), version, keep_alive);
+    co_return co_await relay_scrubbed_response(upstream_->stream(), upstream_->buffer(), response, client_, scrubber,
+                                               limits_.upstream_timeout, limits_.idle_timeout);
   }
 
   asio::awaitable<bool> refuse(Attempt& attempt, int status, unsigned version, bool keep_alive) {

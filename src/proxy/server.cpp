@@ -118,8 +118,9 @@ class Control {
  public:
   // The signal handlers are installed here, before any thread starts, so a
   // SIGTERM that arrives early is not fatal.
-  Control(Shared& shared, std::vector<std::unique_ptr<Worker>>& workers, const PolicyLoader& load_policy)
-      : shared_(shared), workers_(workers), load_policy_(load_policy) {}
+  Control(Shared& shared, std::vector<std::unique_ptr<Worker>>& workers, const PolicyLoader& load_policy,
+          const SecretsLoader& load_secrets)
+      : shared_(shared), workers_(workers), load_policy_(load_policy), load_secrets_(load_secrets) {}
 
   void run() {
     asio::co_spawn(ioc_, handle_signals(), asio::detached);
@@ -143,6 +144,14 @@ class Control {
   }
 
   void reload() {
+    if (load_secrets_) {
+      try {
+        shared_.secrets.store(load_secrets_());
+        spdlog::info("secrets reloaded from {}", shared_.config.secrets_dir);
+      } catch (const std::exception& e) {
+        spdlog::error("secrets reload failed; the previous secrets stay in force:\n{}", e.what());
+      }
+    }
     try {
       auto next = load_policy_();
       shared_.policy.store(next);
@@ -225,15 +234,17 @@ class Control {
   Shared& shared_;
   std::vector<std::unique_ptr<Worker>>& workers_;
   const PolicyLoader& load_policy_;
+  const SecretsLoader& load_secrets_;
 };
 
 }  // namespace
 
 int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, audit::AuditStore& audit,
           const std::function<void(const std::string& address)>& on_listening,
-          std::shared_ptr<const tls::Inspection> inspection) {
+          std::shared_ptr<const tls::Inspection> inspection, const SecretsLoader& load_secrets) {
   Shared shared(config, load_policy(), audit);
   shared.inspection = std::move(inspection);
+  if (load_secrets) shared.secrets.store(load_secrets());
   const auto serve_probe = admin::metrics().watch_serve([&shared] {
     return admin::ServeState{shared.policy.load() != nullptr, shared.policy_reloads.load(),
                              shared.policy_reload_failures.load(), shared.active_sessions.load()};
@@ -248,7 +259,7 @@ int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, au
     open_acceptor(worker, endpoint);
     endpoint = worker.acceptor->local_endpoint();  // port 0: the others share the port the first one got
   }
-  Control control(shared, workers, load_policy);  // signal handlers first
+  Control control(shared, workers, load_policy, load_secrets);  // signal handlers first
   for (auto& worker : workers) {
     asio::co_spawn(worker->ioc, accept_loop(*worker), asio::detached);
     if (shared.inspection && config.tls.upstream_pool_size > 0) {

@@ -18,6 +18,7 @@
 #include "egress/config/config.h"
 #include "egress/dns/resolver.h"
 #include "egress/policy/policy.h"
+#include "egress/secrets/secrets.h"
 #include "proxy/connection_limits.h"
 #include "proxy/upstream_pool.h"
 #include "egress/tls/cert_cache.h"
@@ -44,6 +45,9 @@ struct Shared {
   ConnectionLimiter connections;
   std::atomic<std::uint64_t> policy_reloads{0};
   std::atomic<std::uint64_t> policy_reload_failures{0};
+  /// The secrets of `inject:` rules, swapped whole on reload like the
+  /// policy; each request that injects loads it once.
+  std::atomic<secrets::SecretsSnapshot> secrets{std::make_shared<const secrets::SecretStore>()};
   /// TLS inspection (CA, leaf key, contexts); null when no CA is configured.
   std::shared_ptr<const tls::Inspection> inspection;
 };

@@ -24,15 +24,17 @@ Value column(const Rows& rows, std::size_t row, const std::string& name) {
   return rows.rows.at(row).at(static_cast<std::size_t>(it - rows.columns.begin()));
 }
 
-/// Turns a fresh database back into what schema v2 wrote: no alpn column,
-/// the 001 `requests` view, user_version 2.
+/// Turns a fresh database back into what schema v2 wrote: no alpn column
+/// (nor the later injected and scrubbed), the 001 `requests` view,
+/// user_version 2.
 void downgrade_to_v2(const std::string& path) {
   const std::string v1 = std::string(migrations().at(0).sql);
   const auto start = v1.find("CREATE VIEW requests");
   const auto end = v1.find(';', v1.find("WHERE d.event = 'decision'"));
   REQUIRE(start != std::string::npos);
   DbPtr db = open_reader(path);
-  run_sql(db.get(), "DROP TABLE IF EXISTS replication; DROP VIEW requests; ALTER TABLE events DROP COLUMN alpn; " + v1.substr(start, end - start + 1) +
+  run_sql(db.get(), "DROP TABLE IF EXISTS replication; DROP VIEW requests; ALTER TABLE events DROP COLUMN alpn; ALTER TABLE events DROP COLUMN injected; "
+                        "ALTER TABLE events DROP COLUMN scrubbed; " + v1.substr(start, end - start + 1) +
                         " PRAGMA user_version = 2;");
 }
 

@@ -36,6 +36,8 @@ struct Event {
   std::optional<std::int64_t> bytes_down;  // upstream → worker (close events)
   std::optional<std::int64_t> duration_ms; // close events
   std::string error;  // what went wrong, for a person ("" if nothing)
+  std::string injected;  // decision events: names of the secrets egress added, comma-separated
+  std::optional<std::int64_t> scrubbed;  // close events: injected secrets replaced in the response
 };
 
 std::string to_string(EventType type);  // "decision" | "close"

@@ -91,6 +91,9 @@ struct ServeConfig {
   std::string audit_db = "egress-audit.db";
   AuditSync audit_sync = AuditSync::Normal;
   std::string audit_stream;  // "" = off, "stdout", or a file path (JSON lines)
+  /// Credentials for `inject:` rules: one file per secret (secrets/secrets.h);
+  /// "" = none (an injecting rule's requests are refused secret-unavailable).
+  std::string secrets_dir;
   std::string audit_stream_format = "rows";  // rows | ocsf
   AuditReplication replication;
   milliseconds retention{0};  // audit events older than this are pruned in the background; 0 = keep all

@@ -79,6 +79,30 @@ std::string_view to_string(Verdict verdict);  // "allow", "deny", "report"
 enum class RequestKind { Http, Connect, Inspected };
 std::string_view to_string(RequestKind kind);  // "http", "connect", "inspected"
 
+/// `inject:` on a rule: a header egress sets on every request the rule
+/// allows, after the decision, with a secret from egress's secrets
+/// directory (secrets/store.h). The worker never holds the secret.
+struct Injection {
+  /// One piece of a value template: literal text, or the name of a secret.
+  struct Part {
+    std::string text;
+    bool secret = false;
+  };
+  std::string header;  // e.g. "Authorization"
+  /// The value as written, e.g. "Bearer {secret:hf_token}" (names only: safe
+  /// to print), and the same split into parts.
+  std::string value;
+  std::vector<Part> parts;
+  /// `basic: {user: U, password: "{secret:N}"}`: the header is sent as
+  /// "Basic base64(U:password)" (git over HTTPS); `value` is the password.
+  std::optional<std::string> basic_user;
+  /// Rewrite only a header the worker sent whose value contains
+  /// "egress:NAME" for a secret NAME of `value` (the worker opts in).
+  bool only_placeholder = false;
+  std::vector<std::string> secrets;  // the NAMEs `value` refers to, in order
+  int line = 0;
+};
+
 /// What the engine concluded. An immutable value: later steps build a new
 /// Decision rather than editing reason strings.
 struct Decision {
@@ -98,6 +122,13 @@ struct Decision {
   /// open without SNI, or carry a protocol that is not TLS.
   bool allow_no_sni = false;
   bool raw_tcp = false;
+  /// Credentials the matched rule adds to the request once it is allowed
+  /// (see Injection). Points into the policy snapshot that decided: valid
+  /// while the caller holds that snapshot. Empty for report-state verdicts:
+  /// a rule that is not enforced never hands out a secret.
+  std::span<const Injection> inject;
+  /// The matched rule lets `inject` go over plain HTTP (allow_plaintext).
+  bool inject_plaintext = false;
   /// The final verdict depends on the addresses the name resolves to: the
   /// caller must resolve and call Policy::check_addresses(). False for IP
   /// literals (decide() checked the literal) and for final denials.
@@ -145,6 +176,10 @@ struct Rule {
   /// not TLS, e.g. SSH to a git host on port 22 (otherwise refused:
   /// not-tls). A TLS hello is still checked.
   bool raw_tcp = false;
+  std::vector<Injection> inject;
+  /// `inject` may also go on plain HTTP requests (otherwise only inside
+  /// inspected tunnels, where the upstream's certificate was verified).
+  bool allow_plaintext = false;
   std::string where;  // "FILE:LINE"
   int line = 0;       // the LINE of `where`
 };

@@ -53,7 +53,8 @@ namespace egress::policy {
   X(UpstreamCertInvalid, "upstream-cert-invalid") /* inspected upstream failed verification */ \
   X(ClientRejectedCertificate, "client-rejected-certificate") /* worker does not trust the CA */ \
   X(ClientHandshakeFailed, "client-handshake-failed") /* worker's TLS to egress failed otherwise */ \
-  X(AuditUnavailable, "audit-unavailable")
+  X(AuditUnavailable, "audit-unavailable")                                        \
+  X(SecretUnavailable, "secret-unavailable") /* an inject: rule's secret is missing */
 
 enum class Reason {
 #define EGRESS_REASON_ENUM(name, code) name,

@@ -9,6 +9,7 @@
 #include "egress/audit/store.h"
 #include "egress/config/config.h"
 #include "egress/policy/policy.h"
+#include "egress/secrets/secrets.h"
 
 namespace egress::tls {
 class Inspection;
@@ -20,6 +21,10 @@ namespace egress::proxy {
 /// embedded default. Throws policy::PolicyLoadError.
 using PolicyLoader = std::function<policy::PolicySnapshot()>;
 
+/// Loads the secrets directory (config.secrets_dir) for (re)loading.
+/// Throws secrets::SecretsError.
+using SecretsLoader = std::function<secrets::SecretsSnapshot()>;
+
 /// Listens on config.listen with one io_context per thread (SO_REUSEPORT),
 /// serves until SIGTERM or SIGINT, then stops accepting, lets open requests
 /// finish for limits.shutdown_grace, closes what remains and returns 0.
@@ -28,9 +33,12 @@ using PolicyLoader = std::function<policy::PolicySnapshot()>;
 /// ("127.0.0.1:3128") once the listeners are up.
 /// `inspection` (the loaded CA and TLS contexts) is needed by policies with
 /// `inspect: true` rules; the caller refuses such policies without it.
+/// `load_secrets`, when set, is called at start and before the policy on
+/// every reload: a rotated secret takes effect then; a directory that no
+/// longer loads leaves the previous secrets in force and logs why.
 /// Throws std::runtime_error naming the address when it cannot listen.
 int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, audit::AuditStore& audit,
           const std::function<void(const std::string& address)>& on_listening,
-          std::shared_ptr<const tls::Inspection> inspection = nullptr);
+          std::shared_ptr<const tls::Inspection> inspection = nullptr, const SecretsLoader& load_secrets = {});
 
 }  // namespace egress::proxy

@@ -1,0 +1,85 @@
+// Relaying a response to a request that carried an injected secret: every
+// header value and every body byte goes through the Scrubber, so an upstream
+// that echoes the credential (an error page, an echo service) never hands
+// it to the worker. The scrubbed body's length is not the upstream's, so a
+// body goes out chunked (HTTP/1.1) or close-delimited (HTTP/1.0); nothing is
+// buffered beyond one read and the scrubber's held-back tail.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "egress/secrets/secrets.h"
+#include "proxy/relay.h"
+
+namespace egress::proxy {
+
+/// Scrubs the response head in place.
+inline void scrub_head(http::response<http::buffer_body>& response, secrets::Scrubber& scrubber) {
+  std::vector<std::pair<std::string, std::string>> changed;
+  for (const auto& field : response) {
+    std::string scrubbed = scrubber.scrub(field.value());
+    if (scrubbed != field.value()) changed.emplace_back(std::string(field.name_string()), std::move(scrubbed));
+  }
+  for (auto& [name, value] : changed) response.set(name, value);
+}
+
+/// Prepares the head for a body of unknown length: chunked for an HTTP/1.1
+/// worker, close-delimited for HTTP/1.0. Returns whether the connection may
+/// stay open afterwards.
+inline bool reframe_for_scrubbing(http::response<http::buffer_body>& response, unsigned worker_version,
+                                  bool keep_alive) {
+  if (worker_version >= 11) {
+    response.chunked(true);
+    return keep_alive;
+  }
+  response.erase(http::field::content_length);
+  response.erase(http::field::transfer_encoding);
+  response.keep_alive(false);
+  return false;
+}
+
+template <class InStream, class OutStream>
+asio::awaitable<RelayResult> relay_scrubbed_response(InStream& in, beast::flat_buffer& in_buffer,
+                                                     http::response_parser<http::buffer_body>& parser, OutStream& out,
+                                                     secrets::Scrubber& scrubber,
+                                                     std::chrono::milliseconds read_timeout,
+                                                     std::chrono::milliseconds write_timeout) {
+  RelayResult result;
+  std::array<char, kRelayBufferBytes> buffer;
+  std::string scrubbed;
+  http::serializer<false, http::buffer_body> serializer{parser.get()};
+  do {
+    auto& body = parser.get().body();
+    scrubbed.clear();
+    if (!parser.is_done()) {
+      body.data = buffer.data();
+      body.size = buffer.size();
+      beast::get_lowest_layer(in).expires_after(read_timeout);
+      auto [ec, n] = co_await http::async_read(in, in_buffer, parser, use_nothrow);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        result.failed = RelayResult::Failed::Reading;
+        result.ec = ec;
+        co_return result;
+      }
+      scrubber.feed(std::string_view(buffer.data(), buffer.size() - body.size), scrubbed);
+    }
+    if (parser.is_done()) scrubber.finish(scrubbed);
+    body.data = scrubbed.empty() ? nullptr : scrubbed.data();
+    body.size = scrubbed.size();
+    body.more = !parser.is_done();
+    beast::get_lowest_layer(out).expires_after(write_timeout);
+    auto [ec, n] = co_await http::async_write(out, serializer, use_nothrow);
+    result.bytes_written += n;
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      result.failed = RelayResult::Failed::Writing;
+      result.ec = ec;
+      co_return result;
+    }
+  } while (!serializer.is_done());
+  co_return result;
+}
+
+}  // namespace egress::proxy
