@@ -317,6 +317,38 @@ def run_slow_head(egress, egress_ca, canary, second):
     return problems
 
 
+def run_chunked_over_limit(egress, egress_ca, canary):
+    """A chunked body streams, so its head goes upstream before the limit is
+    known: once over max_body_bytes (1000) the worker gets 413 and the
+    upstream connection is reset, so the upstream never has a whole request
+    (no last chunk) to act on."""
+    problems = []
+    canary.take()
+    t = open_tunnel(egress, egress_ca)
+    try:
+        t.sendall(b"POST /ok/chunked HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(4):
+            t.sendall(b"1f4\r\n" + b"a" * 500 + b"\r\n")
+        t.sendall(b"0\r\n\r\n")
+        status, head = read_response(t)
+        if status != 413 or harness.header(head, "X-Egress-Reason") != "body-too-large":
+            problems.append("got %s %r, expected 413 body-too-large" % (status, head[:120]))
+        if status is not None and not closed_by_peer(t):
+            problems.append("tunnel left open after the refusal")
+    except (OSError, ssl.SSLError) as e:
+        problems.append("send: %s" % e)
+    finally:
+        t.close()
+    time.sleep(0.25)
+    seen = canary.take()
+    if b"0\r\n\r\n" in seen or len(seen) > 1000 + 200:
+        problems.append("UPSTREAM RECEIVED a whole request or more than the limit (%d bytes)" % len(seen))
+    rows = egress.wait_for_events("event = 'close' AND kind = 'inspected' AND status = 413")
+    if not rows or not (rows[-1]["error"] or "").startswith("body-too-large"):
+        problems.append("no inspected close row with 413 body-too-large: %s" % rows[-1:])
+    return problems
+
+
 def run_controls(check, egress, egress_ca, canary):
     canary.take()
     t = open_tunnel(egress, egress_ca)
@@ -358,6 +390,8 @@ def run(workdir, results):
             except Exception as e:  # noqa: BLE001 — a crash is this case's failure
                 problems = ["crashed: %r" % e]
             check("[inspected %s] %s" % (family, name), not problems, "; ".join(problems))
+        problems = run_chunked_over_limit(egress, egress_ca, canary)
+        check("[inspected body] chunked body over max_body_bytes", not problems, "; ".join(problems))
         for second in (False, True):
             name = "slow %s head inside the tunnel" % ("second" if second else "first")
             try:
@@ -365,7 +399,7 @@ def run(workdir, results):
             except Exception as e:  # noqa: BLE001
                 problems = ["crashed: %r" % e]
             check("[inspected exhaustion] " + name, not problems, "; ".join(problems))
-        print("     %d inspected attack cases in %.1f s" % (len(CASES) + 2, time.time() - started))
+        print("     %d inspected attack cases in %.1f s" % (len(CASES) + 3, time.time() - started))
     finally:
         code = egress.stop()
         check("egress stops cleanly (exit 0)", code == 0, "%s\n%s" % (code, egress.log_text()[-2000:]))
