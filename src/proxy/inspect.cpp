@@ -20,6 +20,7 @@ namespace {
 
 using namespace asio::experimental::awaitable_operators;
 using policy::Reason;
+using policy::status_for;
 
 ParsedTarget refuse_target(int status, Reason reason, std::string error) {
   ParsedTarget out;
@@ -98,8 +99,6 @@ bool is_replayable(const RequestParser& parser) {
       return request.count("Idempotency-Key") > 0 || request.count("X-Idempotency-Key") > 0;
   }
 }
-
-int status_for(Reason upstream_failure) { return upstream_failure == Reason::UpstreamTimeout ? 504 : 502; }
 
 /// TLS over a connected TCP stream to the tunnel's upstream, handshake still
 /// to do. Throws tls::CaError.

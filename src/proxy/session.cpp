@@ -189,7 +189,7 @@ asio::awaitable<int> Session::connect_upstream(Attempt& attempt, const RequestTa
     auto connected = co_await connect_checked(endpoints, worker_.shared.config.limits.connect_timeout);
     if (connected.ec) {
       attempt.set_failure(connected.reason(), connected.failure(key));
-      co_return connected.reason() == Reason::UpstreamTimeout ? 504 : 502;
+      co_return policy::status_for(connected.reason());
     }
     upstream_.emplace(Upstream{std::move(connected.stream), {}, key, connected.endpoint});
   }
