@@ -11,17 +11,28 @@ namespace egress::policy {
 namespace {
 
 constexpr std::array<std::string_view, 0
-#define EGRESS_REASON_COUNT(name, code) +1
+#define EGRESS_REASON_COUNT(name, code, status) +1
                                            EGRESS_REASONS(EGRESS_REASON_COUNT)
 #undef EGRESS_REASON_COUNT
                                        >
     kCodes = {
-#define EGRESS_REASON_CODE(name, code) std::string_view{code},
+#define EGRESS_REASON_CODE(name, code, status) std::string_view{code},
         EGRESS_REASONS(EGRESS_REASON_CODE)
 #undef EGRESS_REASON_CODE
 };
 
+constexpr std::array<int, kCodes.size()> kStatuses = {
+#define EGRESS_REASON_STATUS(name, code, status) status,
+    EGRESS_REASONS(EGRESS_REASON_STATUS)
+#undef EGRESS_REASON_STATUS
+};
+
 }  // namespace
+
+int status_for(Reason reason) {
+  auto index = static_cast<std::size_t>(reason);
+  return index < kStatuses.size() ? kStatuses[index] : 500;
+}
 
 std::string_view to_string(Reason reason) {
   auto index = static_cast<std::size_t>(reason);

@@ -10,6 +10,7 @@
 #include <boost/url/url_view.hpp>
 
 #include "proxy/audit_events.h"
+#include "proxy/head_reader.h"
 #include "proxy/origin_form.h"
 #include "proxy/http_rules.h"
 #include "proxy/injection.h"
@@ -21,7 +22,7 @@ namespace {
 
 using namespace asio::experimental::awaitable_operators;
 using policy::Reason;
-using RequestParser = http::request_parser<http::buffer_body>;
+using policy::status_for;
 
 ParsedTarget refuse_target(int status, Reason reason, std::string error) {
   ParsedTarget out;
@@ -75,12 +76,6 @@ std::string authority_mismatch(std::string_view authority, const policy::Target&
   return {};
 }
 
-bool is_quiet_end(const beast::error_code& ec) {
-  return ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
-         ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
-         ec == beast::error::timeout;
-}
-
 /// A failure that a connection closed by its upstream while it sat in the
 /// pool gives on first use (and that no live upstream gives before its
 /// response has begun).
@@ -106,8 +101,6 @@ bool is_replayable(const RequestParser& parser) {
       return request.count("Idempotency-Key") > 0 || request.count("X-Idempotency-Key") > 0;
   }
 }
-
-int status_for(Reason upstream_failure) { return upstream_failure == Reason::UpstreamTimeout ? 504 : 502; }
 
 /// TLS over a connected TCP stream to the tunnel's upstream, handshake still
 /// to do. Throws tls::CaError.
@@ -232,28 +225,41 @@ class Inspector {
     co_return !handshake_ec;
   }
 
-  /// One request: false when the connection is over.
+  /// One request: false when the connection is over. The head is read and
+  /// checked exactly as on a plain connection (head_reader.h).
   asio::awaitable<bool> serve_request(bool first) {
+    co_await keep_pace_with_audit_writer(args_.worker.shared.audit);
     RequestParser parser;
-    parser.header_limit(static_cast<std::uint32_t>(limits_.header_bytes));
-    parser.body_limit(boost::none);
-    beast::get_lowest_layer(client_).expires_after(first ? limits_.header_timeout : limits_.idle_timeout);
-    auto [ec, n] = co_await http::async_read_header(client_, client_buffer_, parser, use_nothrow);
+    bool awaiting = false;
+    const auto read = co_await read_request_head(client_, client_buffer_, parser, limits_,
+                                                 first ? HeadOrdinal::First : HeadOrdinal::Later,
+                                                 args_.worker.shared.draining, awaiting);
+    if (!read.ok() && !read.problem) co_return false;
     const auto snapshot = args_.worker.shared.policy.load();
     Attempt attempt(args_.client_addr, snapshot->mode());
     attempt.set_kind(policy::RequestKind::Inspected);
     attempt.set_role(args_.tunnel.role());
     attempt.set_sni(args_.target.target.host.host);
     attempt.set_raw_target(args_.target.target.host.host);
-    if (ec) {
-      if (is_quiet_end(ec) || client_buffer_.size() == 0) co_return false;
-      const bool too_large = ec == http::error::header_limit;
-      attempt.set_refusal(too_large ? Reason::HeaderTooLarge : Reason::BadRequest,
-                          too_large ? "the request head is over the size limit" : "malformed request: " + ec.message());
-      args_.worker.shared.audit.record(attempt.decision_event());
-      co_return co_await refuse(attempt, too_large ? 431 : 400, 11, false);
+    if (read.problem) {
+      attempt.set_method(std::string(head_method(client_buffer_)));
+      co_return co_await refuse_problem(attempt, *read.problem);
     }
     co_return co_await decide_and_forward(*snapshot, attempt, parser);
+  }
+
+  /// A head or body refused by the checks: audited, answered (unless it
+  /// timed out: the socket is gone) and the tunnel closed, never
+  /// resynchronised, since the bytes after it may be a smuggled request.
+  asio::awaitable<bool> refuse_problem(Attempt& attempt, const HeadProblem& problem) {
+    attempt.set_refusal(problem.reason, problem.detail);
+    args_.worker.shared.audit.record(attempt.decision_event());
+    if (problem.status == 0) {
+      record_close(args_.worker, attempt, {0, 0, 0, attempt.error_text()});
+      co_return false;
+    }
+    co_await refuse(attempt, problem.status, 11, false);
+    co_return false;
   }
 
   asio::awaitable<bool> decide_and_forward(const policy::Policy& policy, Attempt& attempt, RequestParser& parser) {
@@ -269,6 +275,9 @@ class Inspector {
     }
     const RequestTarget& target = *parsed.request;
     attempt.set_target(target);
+    if (const auto problem = announced_body_problem(parser, limits_.max_body_bytes)) {
+      co_return co_await refuse_problem(attempt, *problem);
+    }
     const auto upstream_endpoint = upstream_ ? upstream_->endpoint() : args_.fresh_endpoint;
     attempt.set_upstream(endpoint_text(upstream_endpoint));
     // Methods and paths are visible now. The addresses were resolved and
@@ -342,6 +351,14 @@ class Inspector {
       auto sent = co_await relay_message(client_, client_buffer_, parser, upstream_->stream(), limits_.idle_timeout,
                                          limits_.upstream_timeout);
       outcome.bytes_up = sent.bytes_written;
+      if (sent.failed == RelayResult::Failed::Reading && sent.ec == http::error::body_limit) {
+        // The upstream has a cut-off request: reset it, so it cannot take
+        // what it got for a whole one, and never pool it.
+        abort_upstream();
+        const auto problem = streamed_body_problem(limits_.max_body_bytes);
+        attempt.set_failure(problem.reason, problem.detail);
+        co_return co_await refuse(attempt, problem.status, version, false);
+      }
       if (sent.failed == RelayResult::Failed::Reading) {
         outcome.error = "reading the request body: " + sent.ec.message();
         record_close(args_.worker, attempt, outcome);
@@ -411,6 +428,13 @@ class Inspector {
     if (!response.is_done()) keep_alive = reframe_for_scrubbing(response.get(), version, keep_alive);
     co_return co_await relay_scrubbed_response(upstream_->stream(), upstream_->buffer(), response, client_, scrubber,
                                                limits_.upstream_timeout, limits_.idle_timeout);
+  }
+
+  void abort_upstream() {
+    beast::error_code ignored;
+    upstream_->tcp().socket().set_option(asio::socket_base::linger(true, 0), ignored);
+    upstream_->tcp().socket().close(ignored);
+    upstream_reusable_ = false;
   }
 
   asio::awaitable<bool> refuse(Attempt& attempt, int status, unsigned version, bool keep_alive) {

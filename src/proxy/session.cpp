@@ -6,6 +6,7 @@
 
 #include "proxy/audit_events.h"
 #include "proxy/client_hello.h"
+#include "proxy/head_reader.h"
 #include "proxy/http_rules.h"
 #include "proxy/identity.h"
 #include "proxy/inspect.h"
@@ -85,7 +86,7 @@ asio::awaitable<void> Session::run() {
   }
   bool first = true;
   for (;;) {
-    co_await keep_pace_with_audit_writer();
+    co_await keep_pace_with_audit_writer(worker_.shared.audit);
     RequestParser parser;
     const bool have_request = co_await read_request(parser, first);
     if (!have_request) co_return;
@@ -96,23 +97,6 @@ asio::awaitable<void> Session::run() {
     }
     const bool keep_alive = co_await serve_request(parser);
     if (!keep_alive) co_return;
-  }
-}
-
-// Refusals are logged without waiting for their commit, so a flood of them
-// could outrun the audit writer and grow its queue (memory) without bound.
-// Past kBacklogHigh uncommitted events a session waits, before reading its
-// next request, until the writer is down to kBacklogLow. Bounded, so a
-// wedged writer cannot park sessions for good (their decisions fail closed
-// on the commit anyway).
-asio::awaitable<void> Session::keep_pace_with_audit_writer() {
-  static constexpr std::size_t kBacklogHigh = 2048, kBacklogLow = 1024;
-  const auto& audit = worker_.shared.audit;
-  if (audit.backlog() < kBacklogHigh) co_return;
-  asio::steady_timer timer(client_.get_executor());
-  for (int waited_ms = 0; waited_ms < 1000 && audit.backlog() >= kBacklogLow; ++waited_ms) {
-    timer.expires_after(std::chrono::milliseconds(1));
-    co_await timer.async_wait(use_nothrow);
   }
 }
 
@@ -205,7 +189,7 @@ asio::awaitable<int> Session::connect_upstream(Attempt& attempt, const RequestTa
     auto connected = co_await connect_checked(endpoints, worker_.shared.config.limits.connect_timeout);
     if (connected.ec) {
       attempt.set_failure(connected.reason(), connected.failure(key));
-      co_return connected.reason() == Reason::UpstreamTimeout ? 504 : 502;
+      co_return policy::status_for(connected.reason());
     }
     upstream_.emplace(Upstream{std::move(connected.stream), {}, key, connected.endpoint});
   }
@@ -265,11 +249,9 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
     abort_connection(upstream_->stream);
     upstream_.reset();
     if (sent.failed == RelayResult::Failed::Reading && sent.ec == http::error::body_limit) {
-      attempt.set_failure(Reason::BodyTooLarge,
-                          "the chunked request body went over " +
-                              std::to_string(limits.max_body_bytes) +
-                              " bytes (limits.max_body_bytes); the upstream connection was aborted");
-      co_return co_await refuse(attempt, 413, version, false);
+      const auto problem = streamed_body_problem(limits.max_body_bytes);
+      attempt.set_failure(problem.reason, problem.detail);
+      co_return co_await refuse(attempt, problem.status, version, false);
     }
     if (sent.failed == RelayResult::Failed::Reading) {
       outcome.error = "reading the request body: " + sent.ec.message();

@@ -91,8 +91,8 @@ class Session {
   /// Reads the next request head into `parser`; false when the connection
   /// ends (closed, idle, or the head was refused: already answered).
   boost::asio::awaitable<bool> read_request(RequestParser& parser, bool first);
-  /// Reads until client_buffer_ holds a whole head (see the deadlines above).
-  boost::asio::awaitable<beast::error_code> read_head(bool first);
+  /// Refuses a head that failed (head_reader.h) and closes; status 0 (a
+  /// timeout) is only audited, the socket being gone.
   boost::asio::awaitable<void> refuse_head(const HeadProblem& problem);
   boost::asio::awaitable<void> refuse_connection();
   /// Body over limits.max_body_bytes: answered before anything goes
@@ -103,9 +103,7 @@ class Session {
   /// connection before the worker has read the answer.
   boost::asio::awaitable<void> linger_close();
   boost::asio::awaitable<bool> serve_request(RequestParser& parser);
-  boost::asio::awaitable<void> keep_pace_with_audit_writer();
   boost::asio::awaitable<void> serve_connect(RequestParser& parser);
-  boost::asio::awaitable<void> refuse_unreadable(beast::error_code ec);
   /// Decides the attempt; a refusal's decision event is queued here.
   boost::asio::awaitable<Admission> decide(const policy::Policy& policy, Attempt& attempt, const RequestTarget& target,
                                            std::string_view method);

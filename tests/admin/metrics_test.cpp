@@ -108,12 +108,12 @@ TEST_CASE("requests are counted by mode, kind, verdict and reason; bytes summed"
 
 TEST_CASE("every reason code can be a label value (generated from EGRESS_REASONS)") {
   Metrics metrics;
-#define EGRESS_TEST_REASON(name, code) \
+#define EGRESS_TEST_REASON(name, code, status) \
   metrics.count_request(close_event("production", "http", "deny", code), policy::Reason::name);
   EGRESS_REASONS(EGRESS_TEST_REASON)
 #undef EGRESS_TEST_REASON
   const auto text = metrics.render();
-#define EGRESS_TEST_REASON(name, code)                                                                  \
+#define EGRESS_TEST_REASON(name, code, status)                                                                  \
   CHECK(has_line(text, std::string("egress_proxy_requests_total{mode=\"production\",kind=\"http\",") + \
                            "verdict=\"deny\",reason=\"" + code + "\"} 1"));
   EGRESS_REASONS(EGRESS_TEST_REASON)

@@ -200,6 +200,7 @@ def checks(workdir, results, started):
 
     # -- prune while serve writes: the anchor keeps verify passing --
     cutoff = egress.events("event = 'close'")[1]["ts"]  # after the second request's close
+    egress.rows_may_be_lost = True  # pruned on purpose (harness.check_one_decision_one_close)
     code, out, err = audit("prune", "--db", db, "--older-than", cutoff)
     kept = egress.events()
     check("prune: removed the oldest rows", code == 0 and "anchored" in out and kept[0]["ts"] >= cutoff, out + err)
@@ -214,6 +215,7 @@ def checks(workdir, results, started):
     dir_r = os.path.join(workdir, "r")
     os.makedirs(dir_r)
     retained = Egress(dir_r, POLICY, hosts=HOSTS, extra_args=("--retention", "2s"))
+    retained.rows_may_be_lost = True  # retention deletes old rows by design
     started.append(retained)
     traffic(retained, up, "old")
     retained.wait_for_events("event = 'close'", count=4)

@@ -1,6 +1,6 @@
 """The docs say what the binary does:
-- docs/operating.md documents every reason code the binary can emit (the
-  list is declared once, in include/egress/policy/reason.h);
+- docs/operating.md documents every reason code the binary can emit, with
+  its HTTP status (both declared once, in include/egress/policy/reason.h);
 - every `egress …` command shown in a code block of the README or docs/ is a
   real subcommand (`egress SUB [SUB2] --help` exits 0);
 - the README's `egress check` example prints what the README says;
@@ -33,11 +33,16 @@ def egress(*args):
 
 
 def check_reason_codes(results):
-    codes = re.findall(r'^\s*X\(\w+, "([a-z-]+)"', read("include/egress/policy/reason.h"), re.MULTILINE)
+    """Every code of reason.h in docs/operating.md's table, with the status
+    reason.h gives it (0 there is '—', allows, or 'closed', no answer)."""
+    table = re.findall(r'^\s*X\(\w+, "([a-z-]+)", (\d+)\)', read("include/egress/policy/reason.h"), re.MULTILINE)
     operating = read("docs/operating.md")
-    results.check("reason.h declares reason codes", len(codes) >= 20, str(codes))
-    for code in codes:
-        results.check("docs/operating.md documents reason code %s" % code, "| `%s` |" % code in operating)
+    shown = dict(re.findall(r"^\| `([a-z-]+)` \| ([^|]+?) \|", operating, re.MULTILINE))
+    results.check("reason.h declares reason codes", len(table) >= 20, str(table))
+    for code, status in table:
+        expected = ("—", "closed") if status == "0" else (status,)
+        results.check("docs/operating.md documents reason code %s with status %s" % (code, "/".join(expected)),
+                      shown.get(code) in expected, "shown: %r" % shown.get(code))
 
 
 def commands_shown():

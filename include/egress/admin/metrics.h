@@ -195,7 +195,7 @@ class Metrics {
   static constexpr std::size_t kModes = 3, kKinds = 3, kVerdicts = 3;
   static constexpr std::size_t kReasons = []{
     std::size_t n = 0;
-#define EGRESS_ADMIN_COUNT_REASON(name, code) ++n;
+#define EGRESS_ADMIN_COUNT_REASON(name, code, status) ++n;
     EGRESS_REASONS(EGRESS_ADMIN_COUNT_REASON)
 #undef EGRESS_ADMIN_COUNT_REASON
     return n;
