@@ -22,7 +22,7 @@ void security_headers(http::response<Body>& r) {
   r.set("Content-Security-Policy", kCsp);
   r.set("X-Content-Type-Options", "nosniff");
   r.set("X-Frame-Options", "DENY");
-  r.set("Referrer-Policy", "no-referrer");
+  r.set("Referrer-Policy", "same-origin");  // no-referrer would make browsers send Origin: null on the login POST
   r.set("Cross-Origin-Opener-Policy", "same-origin");
   r.set("Cross-Origin-Resource-Policy", "same-origin");
   r.set(http::field::cache_control, "no-store");
@@ -58,7 +58,10 @@ Response login_page(const Request& req, http::status status, std::string_view me
 
 Params parse_params(std::string_view query) {
   Params out;
-  const auto parsed = boost::urls::parse_query(query);
+  if (query.empty()) return out;
+  // Explicit pointer and size: Boost 1.81 would take a bare std::string_view
+  // through const char* (strlen), reading past the query or a null pointer.
+  const auto parsed = boost::urls::parse_query(boost::core::string_view(query.data(), query.size()));
   if (!parsed) return out;
   boost::urls::encoding_opts opts;
   opts.space_as_plus = true;
@@ -143,9 +146,9 @@ Response route(State& state, const Request& req, const std::string& source) {
     r.set(http::field::set_cookie, session_cookie("", {}, secure_request(state, req)));
     return r;
   }
-  if (!get) {
+  if (!get || path == "/logout") {
     auto r = make(req, http::status::method_not_allowed, "text/plain; charset=utf-8", "method not allowed\n");
-    r.set(http::field::allow, post ? "GET, HEAD" : "GET, HEAD, POST");
+    r.set(http::field::allow, path == "/logout" ? "POST" : "GET, HEAD");
     return r;
   }
   // The stylesheet is the one thing the login form needs; it holds no data.

@@ -104,6 +104,10 @@ RuleSuggestion suggest_rule(const policy::Policy& current, const std::string& cu
              (t.role.empty() ? std::string(")") : ", role " + t.role + ")") + ": " + out.before + " -> " +
              out.after;
   out.note = note_for(before, after);
+  if (out.note.empty() && entry.section == "allow") {
+    out.note = "decided on the host alone, as `egress policy diff` does: allow rules reach public addresses only, "
+               "so a name that resolves to a private address needs the entry under internal instead";
+  }
   return out;
 }
 

@@ -10,7 +10,8 @@
   app().append(detail, el('h2', {}, 'Refused destinations (24h)'), list);
 
   function copyable(id, text) {
-    const pre = el('pre', {id}, text);
+    const pre = el('pre', {id});
+    pre.textContent = text;  // whole and unescaped: it is meant to be copied (still text, never markup)
     const button = el('button', {type: 'button'}, 'Copy');
     button.addEventListener('click', () => navigator.clipboard.writeText(text).then(() => { button.textContent = 'Copied'; }));
     return el('div', {}, pre, button);
