@@ -167,8 +167,15 @@ def run(workdir, results):
               browser.evaluate("document.querySelectorAll('#rows img, #rows script, #rows iframe').length") == 0)
         check("no attacker script ran (marker unset)", browser.evaluate("typeof " + MARKER) == "undefined")
         request_id = rows[0]["request_id"]
-        browser.navigate(base + "/event?request_id=" + request_id)
-        details = browser.wait_for("document.querySelector('dl.event') && document.getElementById('app').textContent")
+        # The console reads on its own read-only connection; a row just
+        # committed has been seen to take a moment to show there (see the
+        # report), so the page is loaded again, briefly, until it does.
+        details = None
+        for _ in range(6):
+            browser.navigate(base + "/event?request_id=" + request_id)
+            details = browser.wait_for("document.querySelector('dl.event') && document.getElementById('app').textContent", timeout=0.5)
+            if details:
+                break
         check("the details page shows the attack host and its reason as text",
               details and "<script>" in details and "bad-request" in details, "%s %s" % (request_id, (details or browser.evaluate("document.body.innerText"))[:300]))
         check("no attacker script ran on the details page", browser.evaluate("typeof " + MARKER) == "undefined")
@@ -183,6 +190,14 @@ def run(workdir, results):
         check("and it renders at most its row cap (%s rows)" % count, count is not None and count <= 500)
 
         # Summary totals against `egress audit stats`.
+        # Every close row of the burst committed (they linger up to 2 ms for
+        # company), so the page and `egress audit stats` read the same log.
+        n = len(egress.events())
+        for _ in range(20):
+            time.sleep(0.1)
+            if len(egress.events()) == n:
+                break
+            n = len(egress.events())
         browser.navigate(base + "/summary?window=1h")
         totals = browser.wait_for("(n => n.length && n.map(e => [e.dataset.role, +e.dataset.requests, +e.dataset.refused]))"
                                   "([...document.querySelectorAll('.totals')])")

@@ -25,7 +25,7 @@ class Subscription {
   struct Batch {
     std::vector<std::string> lines;  // decision rows, oldest first
     std::uint64_t seen = 0;          // decision rows published since subscribe()
-    std::uint64_t dropped = 0;       // of those, dropped because the queue was full
+    std::uint64_t dropped = 0;       // of those, not queued: the queue was full (sampled out)
   };
   /// Everything queued since the last take().
   Batch take();
@@ -48,7 +48,10 @@ struct HubStats {
 class EventHub {
  public:
   /// `queue_limit`: rows kept per subscriber between two take() calls.
-  explicit EventHub(std::size_t queue_limit = 2048) : queue_limit_(queue_limit) {}
+  /// Small on purpose: a page is sent at most 25 rows per take (server.cpp),
+  /// so under a flood the rest would only be copied to be thrown away; past
+  /// the limit a row costs the writer a counter increment, not a copy.
+  explicit EventHub(std::size_t queue_limit = 64) : queue_limit_(queue_limit) {}
   EventHub(const EventHub&) = delete;
   EventHub& operator=(const EventHub&) = delete;
 

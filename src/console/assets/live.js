@@ -71,7 +71,6 @@
   source.addEventListener('stats', (message) => {
     const s = JSON.parse(message.data);
     let text = s.seen > s.sent ? 'sampling: showing ' + s.sent + ' of ' + s.seen + ' attempts' : 'showing all ' + s.seen + ' attempts';
-    if (s.dropped) text += ' (' + s.dropped + ' dropped while this page was slow)';
     if (paused) text += '; paused, ' + missedWhilePaused + ' not shown';
     status.textContent = text;
     status.setAttribute('data-seen', String(s.seen));
