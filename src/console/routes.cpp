@@ -3,9 +3,9 @@
 // comes from /api/… as JSON and is rendered as text by their scripts.
 #include "console/routes.h"
 
-#include <boost/url/parse.hpp>
-#include <boost/url/parse_query.hpp>
 #include <spdlog/spdlog.h>
+
+#include <cctype>
 
 #include "console/api.h"
 #include "console/assets.h"
@@ -56,16 +56,41 @@ Response login_page(const Request& req, http::status status, std::string_view me
   return r;
 }
 
+/// application/x-www-form-urlencoded: '+' is a space, %XX a byte; a bad
+/// escape is kept as written. (Boost.URL 1.81's decoding of a
+/// params_encoded_view returned wrong values here now and then, and its
+/// params_view(view, opts) constructor is not exported by the library.)
+std::string form_decode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  const auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+') {
+      out += ' ';
+    } else if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) &&
+               hex(text[i + 2])) {
+      out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
 Params parse_params(std::string_view query) {
   Params out;
-  if (query.empty()) return out;
-  // Explicit pointer and size: Boost 1.81 would take a bare std::string_view
-  // through const char* (strlen), reading past the query or a null pointer.
-  const auto parsed = boost::urls::parse_query(boost::core::string_view(query.data(), query.size()));
-  if (!parsed) return out;
-  boost::urls::encoding_opts opts;
-  opts.space_as_plus = true;
-  for (const auto& p : *parsed) out.emplace(p.key.decode(opts), p.has_value ? p.value.decode(opts) : std::string());
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (!pair.empty()) {
+      out.emplace(form_decode(pair.substr(0, eq)),
+                  eq == std::string_view::npos ? std::string() : form_decode(pair.substr(eq + 1)));
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
   return out;
 }
 

@@ -17,6 +17,13 @@
     return el('div', {}, pre, button);
   }
 
+  // The console's own words, whole (el() would cut them like worker values).
+  function note(text) {
+    const p = el('p', {class: 'error', id: 'note'});
+    p.textContent = text || '';
+    return p;
+  }
+
   function show(params) {
     detail.replaceChildren(el('p', {class: 'status'}, 'Asking egress policy suggest…'));
     getJSON('/api/rule?' + new URLSearchParams(params)).then((s) => {
@@ -26,7 +33,7 @@
         copyable('entry', s.entry),
         el('h2', {}, 'egress policy diff'),
         copyable('diff', s.diff),
-        s.note ? el('p', {class: 'error', id: 'note'}, s.note) : el('span'),
+        note(s.note),
         el('h2', {}, 'Candidate policy (the file with the entry added; comments are not kept)'),
         copyable('candidate', s.candidate));
     }).catch((error) => detail.replaceChildren(el('p', {class: 'error'}, error.message)));
