@@ -158,7 +158,24 @@ def run(workdir, results):
         raw(egress.address, ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % ATTACK_TARGET).encode())
         curl(egress.proxy, 'http://refused-beta.test:%d/"><img/src=x/onerror=window.__pwned=4>' % up.port,
              "--interface", "127.0.0.3", "--path-as-is")
-        rows = egress.wait_for_events("host LIKE '%<script>%' OR path LIKE '%onerror%'", count=2)
+        # A header value: the TLS ClientHello's ALPN list, recorded as offered,
+        # in a tunnel whose SNI does not name the CONNECT host (refused).
+        import ssl
+        sock, status_line = harness.tunnel(egress.address, "allowed.test:%d" % up.port)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.set_alpn_protocols(['<script>window.__pwned=5</script>', '"><img/src=x/onerror=window.__pwned=6>',
+                                    'javascript:window.__pwned=7'])
+        try:
+            context.wrap_socket(sock, server_hostname="other.test").close()
+        except (ssl.SSLError, OSError):
+            pass
+        sock.close()
+        rows = egress.wait_for_events("host LIKE '%<script>%' OR path LIKE '%onerror%' OR alpn LIKE '%<script>%'", count=3)
+        check("the ALPN header values reached the audit log", any("<script>" in (r["alpn"] or "") for r in rows),
+              str([(r["host"], r["alpn"], r["reason"]) for r in rows]))
+        alpn_row = next((r for r in rows if "<script>" in (r["alpn"] or "")), None)
         check("the attack values reached the audit log", len(rows) >= 2, str([(r["host"], r["path"]) for r in rows]))
         shown = browser.wait_for("[...document.querySelectorAll('#rows td')].filter(td => td.textContent.includes('<script>') "
                                  "|| td.textContent.includes('onerror=')).length", timeout=3)
@@ -172,6 +189,14 @@ def run(workdir, results):
         check("the details page shows the attack host and its reason as text",
               details and "<script>" in details and "bad-request" in details, "%s %s" % (request_id, (details or browser.evaluate("document.body.innerText"))[:300]))
         check("no attacker script ran on the details page", browser.evaluate("typeof " + MARKER) == "undefined")
+        if alpn_row:
+            browser.navigate(base + "/event?request_id=" + alpn_row["request_id"])
+            details = browser.wait_for("document.querySelector('dl.event') && document.getElementById('app').textContent")
+            check("the details page shows the ALPN values as text", details and "<script>window.__pwned=5" in details
+                  and "javascript:window.__pwned=7" in details, (details or "")[:300])
+            check("no element came from the ALPN values",
+                  browser.evaluate("document.querySelectorAll('#app img, #app script').length") == 0)
+            check("no attacker script ran on the ALPN details page", browser.evaluate("typeof " + MARKER) == "undefined")
 
         # Sampling: a burst faster than the page renders.
         browser.navigate(base + "/live")
