@@ -18,6 +18,7 @@ build_packages=(
 test_packages=(
   curl sqlite3 python3 openssl dnsmasq-base iproute2 nftables runsc postgresql
   clang libclang-rt-14-dev libbenchmark-dev systemd
+  chromium  # tests/integration/test_console.py, tests/bench/console_bench.py (DevTools protocol)
 )
 
 runtime_packages=(

@@ -161,11 +161,6 @@ std::vector<DiffTarget> diff_targets(const PolicyFlags& flags) {
   return targets;
 }
 
-std::string decision_text(const policy::Decision& d) {
-  return std::string(policy::to_string(d.verdict)) + " " + std::string(policy::to_string(d.reason)) + " (" +
-         (d.rule.empty() ? std::string("no rule") : d.rule) + ")";
-}
-
 int run_diff(const PolicyFlags& flags) {
   policy::PolicySnapshot old_policy = policy::load_policy_file(flags.old_policy);
   policy::PolicySnapshot new_policy = policy::load_policy_file(flags.new_policy);
@@ -186,7 +181,7 @@ int run_diff(const PolicyFlags& flags) {
     // change a worker would notice; a new verdict is.
     if (before.verdict == after.verdict) continue;
     ++changed;
-    std::cout << t.label << ": " << decision_text(before) << " -> " << decision_text(after) << "\n";
+    std::cout << t.label << ": " << policy::describe(before) << " -> " << policy::describe(after) << "\n";
   }
   std::cout << changed << " of " << targets.size() << " targets change decision\n";
   return changed ? kExitDenied : kExitOk;

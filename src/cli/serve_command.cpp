@@ -15,6 +15,8 @@
 #include "egress/audit/replicator.h"
 #include "egress/audit/store.h"
 #include "egress/config/config.h"
+#include "egress/console/hub.h"
+#include "egress/console/server.h"
 #include "egress/policy/policy.h"
 #include "egress/proxy/server.h"
 #include "egress/tls/inspection.h"
@@ -23,8 +25,8 @@ namespace egress::cli {
 namespace {
 
 struct ServeFlags {
-  std::string config_file, mode, policy_file, listen, admin_listen, audit_db, audit_stream, secrets_dir, retention,
-      log_level,
+  std::string config_file, mode, policy_file, listen, admin_listen, console_listen, audit_db, audit_stream, secrets_dir,
+      retention, log_level,
       log_format;
   std::string ca_cert, ca_key, upstream_ca;
   std::string stream_format, replicate_to, replica, password_file;
@@ -79,10 +81,23 @@ config::ServeConfig effective_config(const ServeFlags& flags) {
     }
     config.admin_listen = flags.admin_listen;
   }
+  if (!flags.console_listen.empty()) {
+    if (flags.console_listen != "off" && !config::parse_host_port(flags.console_listen)) {
+      throw config::ConfigError("--console-listen " + flags.console_listen +
+                                ": expected HOST:PORT, e.g. 127.0.0.1:9130, or off");
+    }
+    config.console.listen = flags.console_listen == "off" ? "" : flags.console_listen;
+  }
   if (!flags.audit_db.empty()) config.audit_db = flags.audit_db;
   if (!flags.audit_stream.empty()) config.audit_stream = flags.audit_stream;
   if (!flags.secrets_dir.empty()) config.secrets_dir = flags.secrets_dir;
   apply_audit_flags(flags, config);
+  // The console's live feed is the audit writer's row stream (one hook), so
+  // it cannot run beside an OCSF-shaped stream yet.
+  if (!config.console.listen.empty() && config.audit_stream_format == "ocsf") {
+    throw config::ConfigError("the console (console.listen) reads the audit stream's row format; it cannot run with "
+                              "audit_stream_format ocsf: drop one of them");
+  }
   if (!flags.retention.empty()) {
     const auto retention = config::parse_duration(flags.retention);
     if (!retention) throw config::ConfigError("--retention " + flags.retention + ": expected a duration such as 90d or 12h");
@@ -201,11 +216,20 @@ int run_serve(const ServeFlags& flags) {
     spdlog::info("TLS inspection CA {} ({}) loaded", config.tls.ca_cert, inspection->minter().authority().subject());
   }
 
-  const proxy::PolicyLoader load_policy = [&config, have_ca = inspection != nullptr] {
-    auto loaded = config.policy_file.empty() ? policy::default_policy(config.mode)
-                                             : policy::load_policy_file(config.policy_file, config.mode);
-    require_ca_for_inspection(*loaded, have_ca);
-    return loaded;
+  // Every load (the first, SIGHUP, a changed file) is recorded for the
+  // console's Health page and rule suggestions.
+  console::PolicyTracker policy_tracker(config.policy_file);
+  const proxy::PolicyLoader load_policy = [&config, &policy_tracker, have_ca = inspection != nullptr] {
+    try {
+      auto loaded = config.policy_file.empty() ? policy::default_policy(config.mode)
+                                               : policy::load_policy_file(config.policy_file, config.mode);
+      require_ca_for_inspection(*loaded, have_ca);
+      policy_tracker.loaded(loaded);
+      return loaded;
+    } catch (const std::exception& e) {
+      policy_tracker.failed(e.what());
+      throw;
+    }
   };
   policy::PolicySnapshot first_policy;
   try {
@@ -230,6 +254,9 @@ int run_serve(const ServeFlags& flags) {
     }
   }
 
+  // Declared before the store, whose writer publishes into it until the
+  // store is gone.
+  console::EventHub console_hub;
   audit::AuditStorePtr store;
   try {
     audit::StoreOptions options;
@@ -239,6 +266,12 @@ int run_serve(const ServeFlags& flags) {
     options.stream = open_stream(config.audit_stream);
     options.stream_format =
         config.audit_stream_format == "ocsf" ? audit::StreamFormat::Ocsf : audit::StreamFormat::Rows;
+    if (!config.console.listen.empty()) {
+      options.stream = [file = std::move(options.stream), &console_hub](const std::string& line) {
+        if (file) file(line);
+        console_hub.publish(line);
+      };
+    }
     store = audit::AuditStore::open(options);
   } catch (const std::exception& e) {
     std::cerr << "egress serve: cannot open the audit database: " << e.what() << "\n";
@@ -293,11 +326,28 @@ int run_serve(const ServeFlags& flags) {
     }
   }
 
+  std::unique_ptr<console::ConsoleServer> console_server;
+  if (!config.console.listen.empty()) {
+    try {
+      console_server = std::make_unique<console::ConsoleServer>(
+          console::ConsoleOptions{config.console.listen, config.console.secret_hashes, config.console.secure_cookie,
+                                  config.console.session_ttl, config.audit_db, &policy_tracker,
+                                  [] { return admin::metrics().render(); }},
+          console_hub);
+      spdlog::info("console on http://{}/ (read-only; log in with a secret whose hash is in console.secret_hashes)",
+                   console_server->address());
+    } catch (const std::exception& e) {
+      std::cerr << "egress serve: " << e.what() << "\n";
+      return kExitUsage;
+    }
+  }
+
   try {
     const int code = proxy::serve(
         config, load_policy, *store,
         [&](const std::string& address) { print_banner(config, *first_policy, address); }, inspection,
         load_secrets);
+    console_server.reset();
     admin_server.reset();
     retention.reset();
     replicator.reset();  // before the store: its last marker write needs the file
@@ -321,6 +371,8 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   serve->add_option("--listen", flags->listen, "HOST:PORT to listen on (default 127.0.0.1:3128)");
   serve->add_option("--admin-listen", flags->admin_listen,
                     "HOST:PORT for /healthz, /readyz and /metrics, or off (default 127.0.0.1:9128)");
+  serve->add_option("--console-listen", flags->console_listen,
+                    "HOST:PORT for the read-only web console, or off (default off; see docs/console.md)");
   serve->add_option("--audit-db", flags->audit_db, "SQLite audit database (default egress-audit.db)");
   serve->add_option("--audit-stream", flags->audit_stream, "also write audit events as JSON lines: stdout or a file");
   serve->add_option("--secrets-dir", flags->secrets_dir,

@@ -173,9 +173,33 @@ void read_audit(Reader& r, const YAML::Node& node, AuditReplication& rep) {
   if (node["max_backlog"]) rep.max_backlog = r.number(node["max_backlog"], "audit.max_backlog", std::uint64_t{1} << 40);
 }
 
+void read_console(Reader& r, const YAML::Node& node, ConsoleConfig& console) {
+  r.check_keys(node, {"listen", "secret_hashes", "secure_cookie", "session_ttl"}, "console");
+  if (node["listen"]) {
+    console.listen = r.string(node["listen"], "console.listen");
+    if (console.listen == "off") console.listen.clear();
+    if (!console.listen.empty() && !parse_host_port(console.listen)) {
+      r.problem(node["listen"], "console.listen must be HOST:PORT (e.g. 127.0.0.1:9130), or off");
+    }
+  }
+  if (node["secret_hashes"]) console.secret_hashes = r.strings(node["secret_hashes"], "console.secret_hashes");
+  for (std::size_t i = 0; i < console.secret_hashes.size(); ++i) {
+    const auto& hash = console.secret_hashes[i];
+    const bool ok = hash.size() == 71 && hash.rfind("sha256:", 0) == 0 &&
+                    hash.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
+    if (!ok) {
+      r.problem(node["secret_hashes"][i],
+                "console.secret_hashes entries must be sha256:<64 lower-case hex>; make one with "
+                "`egress policy hash-token`");
+    }
+  }
+  if (node["secure_cookie"]) console.secure_cookie = r.boolean(node["secure_cookie"], "console.secure_cookie");
+  if (node["session_ttl"]) console.session_ttl = r.duration(node["session_ttl"], "console.session_ttl");
+}
+
 void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   r.check_keys(root,
-               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "audit_stream_format", "secrets_dir", "audit", "retention", "threads", "dns", "limits", "tls", "log_level", "log_format"},
+               {"listen", "admin_listen", "policy", "policy_poll_interval", "mode", "audit_db", "audit_sync", "audit_stream", "audit_stream_format", "secrets_dir", "audit", "retention", "threads", "dns", "limits", "tls", "log_level", "log_format", "console"},
                "the configuration");
   if (root["listen"]) {
     config.listen = r.string(root["listen"], "listen");
@@ -222,6 +246,7 @@ void read_root(Reader& r, const YAML::Node& root, ServeConfig& config) {
   if (section(root["limits"], "limits")) read_limits(r, root["limits"], config.limits);
   if (section(root["tls"], "tls")) read_tls(r, root["tls"], config.tls);
   if (section(root["audit"], "audit")) read_audit(r, root["audit"], config.replication);
+  if (section(root["console"], "console")) read_console(r, root["console"], config.console);
   if (root["log_level"]) {
     config.log_level = r.string(root["log_level"], "log_level");
     if (!valid_log_level(config.log_level)) {

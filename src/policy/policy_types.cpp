@@ -59,4 +59,9 @@ std::string join_problems(const std::vector<PolicyProblem>& problems) {
 PolicyLoadError::PolicyLoadError(std::vector<PolicyProblem> problems)
     : std::runtime_error(join_problems(problems)), problems_(std::move(problems)) {}
 
+std::string describe(const Decision& d) {
+  return std::string(to_string(d.verdict)) + " " + std::string(to_string(d.reason)) + " (" +
+         (d.rule.empty() ? std::string("no rule") : d.rule) + ")";
+}
+
 }  // namespace egress::policy

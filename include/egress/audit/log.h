@@ -133,6 +133,17 @@ class LogSet {
   /// One titled table per stats section (see stats.cpp), `top` rows each.
   std::vector<std::pair<std::string, Rows>> stats(const Filter& filter, std::size_t top) const;
 
+  /// Requests and refusals per (time bucket, role), summed over the files,
+  /// in bucket order (summary.cpp). A bucket is the first `bucket_chars`
+  /// characters of `ts`: 16 a minute, 15 ten minutes, 13 an hour, 10 a day.
+  /// Columns: bucket, role, requests, refused.
+  Rows timeline(const Filter& filter, std::size_t bucket_chars) const;
+
+  /// Refused destinations: (role, host, port, kind, reason) with how often,
+  /// most refused first, `top` rows at most. Columns: role, host, port,
+  /// kind, reason, requests, last_ts.
+  Rows refused(const Filter& filter, std::size_t top) const;
+
  private:
   struct Impl;
   std::vector<std::string> paths_;

@@ -30,7 +30,10 @@ struct VerifyReport {
 
 /// Recomputes every anchor's and every event's hash in id order. Throws
 /// AuditError if `path` cannot be opened as an egress audit database.
-VerifyReport verify(const std::string& path);
+/// With `newest_rows` > 0 only the newest that many rows are checked (each
+/// row's hash, and each link after the first), anchors not at all: a quick
+/// look for the console's health page, not a substitute for a full verify.
+VerifyReport verify(const std::string& path, std::int64_t newest_rows = 0);
 
 struct PruneOptions {
   /// Rows whose ts is before this (parse_time output) are removed, as a

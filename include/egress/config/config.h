@@ -61,6 +61,20 @@ struct TlsConfig {
 
 enum class AuditSync { Normal, Full };
 
+/// The web console (serve --console-listen; docs/console.md). Off while
+/// listen is empty. Read-only; a login with a secret whose hash is listed.
+struct ConsoleConfig {
+  std::string listen;  // HOST:PORT (HOST an IP address), "" = off
+  /// "sha256:<hex>" of each accepted secret (a password or a bearer token),
+  /// made by `egress policy hash-token`, as roles' tokens are.
+  std::vector<std::string> secret_hashes;
+  /// Mark the session cookie Secure: set when the console is reached over
+  /// TLS (an ingress that terminates it). A request that arrives with
+  /// X-Forwarded-Proto: https gets a Secure cookie either way.
+  bool secure_cookie = false;
+  milliseconds session_ttl{8 * 3600 * 1000};  // a session ends this long after login
+};
+
 /// How serve's log lines look on stderr: spdlog's text lines (the request
 /// line as key=value pairs) or one JSON object per line (log pipelines).
 enum class LogFormat { Text, Json };
@@ -103,6 +117,7 @@ struct ServeConfig {
   TlsConfig tls;
   std::string log_level = "info";  // trace | debug | info | warn | error | off
   LogFormat log_format = LogFormat::Text;
+  ConsoleConfig console;
 };
 
 /// A problem in the configuration file, as "FILE:LINE: what; fix".

@@ -137,6 +137,10 @@ struct Decision {
   bool allows() const { return verdict != Verdict::Deny; }
 };
 
+/// "allow role-allow (FILE:LINE)": verdict, reason and rule, as
+/// `egress policy diff` and the console print a decision.
+std::string describe(const Decision& decision);
+
 struct DecideArgs {
   const Target& target;
   RequestKind kind = RequestKind::Http;
