@@ -18,6 +18,7 @@ build_packages=(
 test_packages=(
   curl sqlite3 python3 openssl dnsmasq-base iproute2 nftables runsc
   clang libclang-rt-14-dev libbenchmark-dev systemd
+  docker.io docker-compose debootstrap
 )
 
 runtime_packages=(
