@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -63,15 +64,19 @@ def debian_mirror():
 
 
 def iptables_rules():
-    """{table: (chains, rules)} as iptables-save prints them."""
+    """{table: (chains, rules, {built-in chain: policy})} as iptables-save prints them."""
     out = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=30).stdout
     tables, table = {}, None
     for line in out.splitlines():
         if line.startswith("*"):
             table = line[1:]
-            tables[table] = (set(), [])
+            tables[table] = (set(), [], {})
         elif line.startswith(":") and table:
-            tables[table][0].add(line[1:].split()[0])
+            name, policy = line[1:].split()[:2]
+            if policy == "-":
+                tables[table][0].add(name)
+            else:
+                tables[table][2][name] = policy
         elif line.startswith("-A ") and table:
             tables[table][1].append(line)
     return tables
@@ -98,6 +103,7 @@ class Dockerd:
         self.iptables_before = iptables_rules()
         self.forward_before = open("/proc/sys/net/ipv4/ip_forward").read().strip()
         self.bridge_existed = os.path.exists("/sys/class/net/docker0")
+        self.links_before = set(os.listdir("/sys/class/net"))
 
     def daemon_json(self):
         """Our keys first, then the rendered runtimes merged in by egress."""
@@ -199,11 +205,20 @@ class Dockerd:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
+        for pid in self.processes():  # shims of containers that failed to start outlive dockerd
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5 if self.processes() else 0)
         for point in sorted(mounts_under(self.root), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
         shutil.rmtree(self.root, ignore_errors=True)
         if not self.bridge_existed and os.path.exists("/sys/class/net/docker0"):
             subprocess.run(["ip", "link", "delete", "docker0"], capture_output=True, timeout=10)
+        for link in set(os.listdir("/sys/class/net")) - self.links_before:  # a build killed mid-way leaves its veth
+            if link.startswith(("veth", "br-")):
+                subprocess.run(["ip", "link", "delete", link], capture_output=True, timeout=10)
         self.restore_iptables()
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write(self.forward_before)
@@ -211,41 +226,50 @@ class Dockerd:
     def restore_iptables(self):
         """Deletes the rules, then the chains, dockerd added (only those)."""
         now = iptables_rules()
-        for table, (chains, rules) in now.items():
-            old_chains, old_rules = self.iptables_before.get(table, (set(), []))
+        for table, (chains, rules, policies) in now.items():
+            old_chains, old_rules, old_policies = self.iptables_before.get(table, (set(), [], {}))
             for rule in reversed(rules):
                 if rule not in old_rules:
-                    subprocess.run(["iptables", "-t", table, "-D"] + rule.split()[1:], capture_output=True, timeout=10)
+                    subprocess.run(["iptables", "-t", table, "-D"] + shlex.split(rule)[1:], capture_output=True,
+                                   timeout=10)
             for chain in chains - old_chains:
                 subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True, timeout=10)
                 subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True, timeout=10)
+            for chain, policy in policies.items():  # dockerd sets FORWARD to DROP
+                if policy != old_policies.get(chain, "ACCEPT"):
+                    subprocess.run(["iptables", "-t", table, "-P", chain, old_policies.get(chain, "ACCEPT")],
+                                   capture_output=True, timeout=10)
+
+    def processes(self):
+        """PIDs whose command line names our roots (dockerd, containerd, shims)."""
+        pids = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and int(pid) != os.getpid():
+                try:
+                    cmd = open("/proc/%s/cmdline" % pid, "rb").read()
+                except OSError:
+                    continue
+                if self.root.encode() in cmd:
+                    pids.append(int(pid))
+        return pids
 
     def leftovers(self):
         left = []
         if self.proc is not None and self.proc.poll() is None:
             left.append("dockerd pid %d" % self.proc.pid)
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    cmd = open("/proc/%s/cmdline" % pid, "rb").read().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
-                    continue
-                if self.root in cmd:
-                    left.append("process %s: %s" % (pid, cmd[:120]))
+        left += ["process %d" % p for p in self.processes()]
         left += ["mount " + m for m in mounts_under(self.root)]
         if os.path.exists(self.root):
             left.append("directory " + self.root)
         if not self.bridge_existed and os.path.exists("/sys/class/net/docker0"):
             left.append("link docker0")
-        for link in os.listdir("/sys/class/net"):
-            if link.startswith("br-") or link.startswith("veth"):
-                addrs = subprocess.run(["ip", "-4", "addr", "show", "dev", link], capture_output=True,
-                                       text=True).stdout
-                if "10.213.1" in addrs or link.startswith("veth"):
-                    left.append("link " + link)
+        left += ["link " + l for l in set(os.listdir("/sys/class/net")) - self.links_before
+                 if l.startswith(("veth", "br-"))]
         now = iptables_rules()
-        for table, (chains, rules) in now.items():
-            old_chains, old_rules = self.iptables_before.get(table, (set(), []))
+        for table, (chains, rules, policies) in now.items():
+            old_chains, old_rules, old_policies = self.iptables_before.get(table, (set(), [], {}))
             left += ["iptables %s chain %s" % (table, c) for c in chains - old_chains]
             left += ["iptables %s rule %s" % (table, r) for r in rules if r not in old_rules]
+            left += ["iptables %s policy %s %s" % (table, c, p) for c, p in policies.items()
+                     if p != old_policies.get(c, "ACCEPT")]
         return left

@@ -277,11 +277,24 @@ def run(workdir, results):
         image = d.inspect("egress:latest")[0]
         print("egress image: %.1f MB, built in %.0f s" % (image["Size"] / 1e6, time.monotonic() - start))
         check("the egress image runs as 10001", image["Config"]["User"] == "10001:10001", image["Config"]["User"])
-        r = d.docker("run", "--rm", "--read-only", "--cap-drop", "ALL", "-v",
-                     os.path.join(REPO, "policies") + ":/etc/egress/policies:ro", "egress:latest", "check",
-                     "--policy", "/etc/egress/policies/self-hosted.yaml", "https://github.com/", check=False)
-        check("docker run egress:latest check: allowed, read-only, no capabilities",
-              r.returncode == 0 and "allow" in r.stdout.lower(), r.stdout + r.stderr)
+        # `egress check` in the image, read-only, no capabilities, no network:
+        # names come from the config's hosts, so nothing is looked up outside.
+        cdir = os.path.join(workdir, "check")
+        os.makedirs(cdir)
+        with open(os.path.join(cdir, "policy.yaml"), "w") as f:
+            f.write(POLICY.format(mode="production"))
+        with open(os.path.join(cdir, "egress.yaml"), "w") as f:
+            f.write('dns:\n  hosts_file: false\n  servers: ["127.0.0.1:9"]\n  timeout: 500ms\n  hosts:\n'
+                    '    allowed.test: [%s]\n    denied.test: [%s]\n' % (INTERNET_IP, INTERNET_IP))
+        os.chmod(workdir, 0o755)
+        os.chmod(cdir, 0o755)
+        for host, want in (("allowed.test", 0), ("denied.test", 1)):
+            r = d.docker("run", "--rm", "--read-only", "--cap-drop", "ALL", "--network", "none", "-v",
+                         cdir + ":/etc/egress/check:ro", "egress:latest", "check", "--config",
+                         "/etc/egress/check/egress.yaml", "--policy", "/etc/egress/check/policy.yaml",
+                         "--source", CODER_IP, "http://%s:8080/" % host, check=False)
+            check("docker run egress:latest check %s: exit %d (read-only, uid 10001, no network)" % (host, want),
+                  r.returncode == want and "role:      coder" in r.stdout, r.stdout + r.stderr)
 
         internet = "egress-it-internet"
         d.docker("network", "create", "--subnet", dockerharness.INTERNET_SUBNET, internet)
