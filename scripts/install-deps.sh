@@ -19,6 +19,7 @@ test_packages=(
   curl sqlite3 python3 openssl dnsmasq-base iproute2 nftables runsc postgresql
   clang libclang-rt-14-dev libbenchmark-dev systemd
   chromium  # tests/integration/test_console.py, tests/bench/console_bench.py (DevTools protocol)
+  docker.io docker-compose debootstrap  # tests/integration/test_docker.py
 )
 
 runtime_packages=(

@@ -25,9 +25,11 @@ struct SandboxFlags {
   // render
   std::string mode = "self-hosted", target, out, proxy_service = "egress";
   std::uint16_t proxy_port = 3128;
-  std::vector<std::string> runsc_args;
+  std::vector<std::string> runsc_args, worker_services;
   // verify
   std::string allowed_url, denied_url;
+  std::vector<std::string> docker_workers;
+  std::string compose_project, egress_container, upstream, docker_cli = "docker";
 };
 
 sandbox::ProxyEndpoint parse_proxy(const std::string& text) {
@@ -112,11 +114,30 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
   verify->add_option("--allowed-url", f->allowed_url, "with --policy: a URL the role may fetch (expects 200)");
   verify->add_option("--denied-url", f->denied_url, "with --policy: a URL the role may not fetch (expects 403)");
   verify->add_option("--rootfs", f->rootfs, "root filesystem for the probe (needs python3 and curl)");
+  verify->add_option("--docker", f->docker_workers, "verify this running worker container instead (repeatable)");
+  verify->add_option("--compose-project", f->compose_project, "verify every worker of this compose project (all services but egress's)");
+  verify->add_option("--egress-container", f->egress_container, "Docker: egress's container, for the audit rows");
+  verify->add_option("--proxy-service", f->proxy_service, "Docker: egress's compose service name")->default_val("egress");
+  verify->add_option("--upstream", f->upstream, "Docker: IP:PORT a worker must not reach directly (default: egress's other network)");
+  verify->add_option("--docker-cli", f->docker_cli, "Docker: the docker client to run (DOCKER_HOST is honoured)")->default_val("docker");
   // Hidden: weakens the sandbox on purpose so the test sees verify fail.
   verify->add_option("--break", f->breakage, "")->group("");
   verify->callback([f, &exit_code] {
     exit_code = guarded(
         [&] {
+          if (!f->docker_workers.empty() || !f->compose_project.empty()) {
+            sandbox::DockerVerifyOptions d;
+            d.docker = f->docker_cli;
+            d.workers = f->docker_workers;
+            d.compose_project = f->compose_project;
+            d.proxy_service = f->proxy_service;
+            d.egress_container = f->egress_container;
+            d.upstream = f->upstream;
+            d.allowed_url = f->allowed_url;
+            d.denied_url = f->denied_url;
+            d.role = f->role;
+            return sandbox::run_verify_docker(d, std::cout);
+          }
           sandbox::VerifyOptions o;
           o.egress_binary = self_path();
           o.policy_file = f->policy;
@@ -138,6 +159,7 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
   render->add_option("--proxy-service", f->proxy_service, "egress's service name / app label")->default_val("egress");
   render->add_option("--proxy-port", f->proxy_port, "egress's port")->default_val(3128);
   render->add_option("--runsc-arg", f->runsc_args, "docker-daemon: a runtimeArgs entry for runsc (repeatable)");
+  render->add_option("--worker-service", f->worker_services, "compose: a worker service to harden (repeatable; default: worker)");
   render->callback([f, &exit_code] {
     exit_code = guarded(
         [&] {
@@ -146,6 +168,7 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
           o.proxy_service = f->proxy_service;
           o.proxy_port = f->proxy_port;
           o.runsc_args = f->runsc_args;
+          o.worker_services = f->worker_services;
           for (const auto& path : sandbox::render_to_directory(sandbox::parse_target(f->target), o, f->out))
             std::cout << "wrote " << path << "\n";
           return kExitOk;

@@ -220,7 +220,7 @@ std::optional<std::string> parse_server_name(Reader ext, ClientHello& hello) {
     if (have_host_name) return "server_name lists more than one host_name";
     have_host_name = true;
     if (name.empty()) return "empty server_name host_name";
-    if (name.size() > kMaxSniBytes) return "server_name host_name over " + std::to_string(kMaxSniBytes) + " bytes";
+    if (name.size() > kMaxSniBytes) return std::string("server_name host_name over ").append(std::to_string(kMaxSniBytes)).append(" bytes");
     auto bytes = name.take(name.size());
     std::string sni;
     sni.reserve(bytes.size());

@@ -68,8 +68,9 @@ policy::IpAddress to_policy_address(const asio::ip::address& address) {
 
 std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint) {
   const auto address = endpoint.address();
-  return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
-         std::to_string(endpoint.port());
+  // append: GCC 12 at -O3 reports a false -Wstringop-overflow on ":" + std::string&&
+  std::string text = address.is_v6() ? std::string("[").append(address.to_string()).append("]") : address.to_string();
+  return text.append(":").append(std::to_string(endpoint.port()));
 }
 
 ParsedTarget parse_absolute_target(std::string_view target) {

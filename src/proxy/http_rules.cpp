@@ -55,7 +55,8 @@ void set_keep_alive(http::fields& fields, unsigned version, bool keep_alive) {
 
 std::string authority_of(const policy::Target& target, std::uint16_t default_port) {
   std::string out = target.host.type == policy::HostType::Ipv6 ? "[" + target.host.host + "]" : target.host.host;
-  if (target.port != default_port) out += ":" + std::to_string(target.port);
+  // append: GCC 12 at -O3 reports a false -Wstringop-overflow on ":" + std::string&&
+  if (target.port != default_port) out.append(":").append(std::to_string(target.port));
   return out;
 }
 

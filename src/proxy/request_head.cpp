@@ -112,7 +112,7 @@ struct Framing {
 };
 
 std::optional<HeadProblem> check_header_line(const Line& line, std::size_t number, Framing& framing) {
-  const std::string where = "header line " + std::to_string(number);
+  const std::string where = std::string("header line ").append(std::to_string(number));
   if (!line.crlf) return problem(400, Reason::InvalidHeader, where + " does not end in CRLF");
   if (!line.text.empty() && (line.text.front() == ' ' || line.text.front() == '\t')) {
     return problem(400, Reason::InvalidHeader, where + " is a continuation line (obsolete line folding)");

@@ -426,7 +426,7 @@ asio::awaitable<void> Session::relay_tunnel(Attempt::Outcome& outcome) {
   auto result = co_await ((pump(client, upstream, outcome.bytes_up, last_activity) &&
                            pump(upstream, client, outcome.bytes_down, last_activity)) ||
                           idle_watchdog(last_activity, idle));
-  if (result.index() == 1) outcome.error = "tunnel idle for " + std::to_string(idle.count()) + " ms";
+  if (result.index() == 1) outcome.error = std::string("tunnel idle for ").append(std::to_string(idle.count())).append(" ms");
 }
 
 }  // namespace egress::proxy

@@ -398,7 +398,7 @@ RunResult run_sandbox(const RunOptions& options) {
   spec.proxy_url = options.proxy.url();
   spec.rootfs = fs::absolute(options.rootfs).string();
   spec.netns_path = instance->holder()->path();
-  spec.cgroups_path = "/" + container_id(instance->id());
+  spec.cgroups_path = std::string("/").append(container_id(instance->id()));  // append: GCC 12 -O3 -Wrestrict false positive on "/" + string
   spec.memory_bytes = options.memory_bytes;
   spec.pids_limit = options.pids_limit;
   spec.seccomp_profile_json = options.seccomp_profile_json;

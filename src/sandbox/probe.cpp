@@ -12,6 +12,12 @@ E = os.environ
 UP, UP_PORT, TOKEN = E["V_UP"], int(E["V_UP_PORT"]), E["V_TOKEN"]
 PROXY_IP, HOSTSVC_PORT, LOOP_PORT = E["V_PROXY_IP"], int(E["V_HOSTSVC_PORT"]), int(E["V_LOOP_PORT"])
 ALLOWED, DENIED = E.get("V_ALLOWED_URL", ""), E.get("V_DENIED_URL", "")
+# V_DOCKER=1: `sandbox verify --docker` runs this through `docker exec` in a
+# running worker; Docker's internal networks keep a default route to a bridge
+# that drops what it forwards, so a direct connection times out instead of
+# failing with ENETUNREACH, and PID 1 is the container's command.
+DOCKER = E.get("V_DOCKER") == "1"
+DNS_NAME = E.get("V_DNS_NAME", "example.com")
 
 def check(cid, ok, detail):
     print("CHECK|%s|%s|%s" % (cid, "PASS" if ok else "FAIL", detail.replace("\n", " ")), flush=True)
@@ -53,12 +59,14 @@ if DENIED:
 # network: direct connections fail
 e1 = tcp(UP, UP_PORT)
 rc, so, se = curl("--noproxy", "*", "http://%s:%d/" % (UP, UP_PORT), max_time=2)
-check("direct", e1 is not None and e1.errno == errno.ENETUNREACH and rc != 0,
+check("direct", e1 is not None and (DOCKER or e1.errno == errno.ENETUNREACH) and rc != 0,
       "connect %s:%d -> %s; curl --noproxy rc=%d" % (UP, UP_PORT, en(e1) if e1 else "CONNECTED", rc))
-e2 = tcp(PROXY_IP, HOSTSVC_PORT)
-check("hostsvc", e2 is not None, "host service on the proxy address %s:%d -> %s" % (PROXY_IP, HOSTSVC_PORT, en(e2) if e2 else "CONNECTED"))
-e3 = tcp("127.0.0.1", LOOP_PORT)
-check("loopback", e3 is not None, "host loopback port %d from the sandbox -> %s" % (LOOP_PORT, en(e3) if e3 else "CONNECTED"))
+if HOSTSVC_PORT:
+    e2 = tcp(PROXY_IP, HOSTSVC_PORT)
+    check("hostsvc", e2 is not None, "host service on the proxy address %s:%d -> %s" % (PROXY_IP, HOSTSVC_PORT, en(e2) if e2 else "CONNECTED"))
+if LOOP_PORT:
+    e3 = tcp("127.0.0.1", LOOP_PORT)
+    check("loopback", e3 is not None, "host loopback port %d from the sandbox -> %s" % (LOOP_PORT, en(e3) if e3 else "CONNECTED"))
 try:
     routes = open("/proc/net/route").read().splitlines()[1:]
     default = [r for r in routes if r.split()[1] == "00000000"]
@@ -70,10 +78,16 @@ check("ifaces", len(ifs) == 2 and "lo" in ifs, "interfaces %s" % ifs)
 
 # DNS
 try:
-    socket.getaddrinfo("example.com", 443)
-    check("dns", False, "getaddrinfo(example.com) answered")
+    socket.getaddrinfo(DNS_NAME, 443)
+    dns_ok, dns_detail = False, "getaddrinfo(%s) answered" % DNS_NAME
 except OSError as e:
-    check("dns", True, "getaddrinfo(example.com) -> %s" % en(e))
+    dns_ok, dns_detail = True, "getaddrinfo(%s) -> %s" % (DNS_NAME, en(e))
+for tool in (["getent", "hosts", DNS_NAME], ["nslookup", "-timeout=2", "-retry=0", DNS_NAME]):
+    if DOCKER and any(os.path.exists(d + "/" + tool[0]) for d in ("/usr/bin", "/bin")):
+        p = subprocess.run(tool, capture_output=True, text=True, timeout=20)
+        dns_ok = dns_ok and p.returncode != 0
+        dns_detail += "; %s exit %d" % (tool[0], p.returncode)
+check("dns", dns_ok, dns_detail)
 
 # filesystem
 res = []
@@ -101,7 +115,10 @@ for p in ("/etc/shadow", "/root/.bashrc", "/root"):
         res.append("%s READABLE" % p)
     except OSError as e:
         res.append("%s %s" % (p, en(e)))
-check("hostfiles", not any("READABLE" in r for r in res), "; ".join(res))
+marker = E.get("V_HOST_MARKER", "")
+if marker:
+    res.append("host file %s %s" % (marker, "VISIBLE" if os.path.exists(marker) else "not visible"))
+check("hostfiles", not any(w in r for r in res for w in ("READABLE", "VISIBLE")), "; ".join(res))
 
 # privileges
 p = subprocess.run(["python3", "-c", "import os; os.setuid(0)"], capture_output=True, text=True)
@@ -115,9 +132,14 @@ check("setuid", p.returncode != 0 and os.getuid() != 0 and nnp == 1,
       "setuid(0): %s; uid=%d NoNewPrivs=%d" % (last, os.getuid(), nnp))
 
 # whose kernel, whose PID 1
-env1 = open("/proc/1/environ", "rb").read().split(b"\0")
 pids = sorted(int(d) for d in os.listdir("/proc") if d.isdigit())
-check("pid1", b"EGRESS_SANDBOX=1" in env1 and len(pids) < 10, "/proc/1/environ is the worker's (%d vars); pids %s" % (len([x for x in env1 if x]), pids))
+if DOCKER:
+    cmd1 = " ".join(a.decode(errors="replace") for a in open("/proc/1/cmdline", "rb").read().split(b"\0") if a)
+    check("pid1", cmd1 == E.get("V_PID1_CMD") and len(pids) < 10,
+          "/proc/1 runs '%s' (the container's command is '%s'); pids %s" % (cmd1, E.get("V_PID1_CMD"), pids))
+else:
+    env1 = open("/proc/1/environ", "rb").read().split(b"\0")
+    check("pid1", b"EGRESS_SANDBOX=1" in env1 and len(pids) < 10, "/proc/1/environ is the worker's (%d vars); pids %s" % (len([x for x in env1 if x]), pids))
 u = os.uname()
 try:
     dm = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout.splitlines()

@@ -98,29 +98,39 @@ std::string render_compose_override(const RenderOptions& o) {
     << "# Use: docker compose -f docker-compose.yml -f docker-compose.sandbox.yml up -d\n"
     << "# Workers run under gVisor (runtime: runsc) on the internal network `sandbox`\n"
     << "# only; " << o.proxy_service << " is the one service on both networks, so it is the only way out.\n"
-    << "# Needs Docker >= 26: older engines' embedded DNS answers external names on\n"
-    << "# internal networks (CVE-2024-29018).\n"
-    << "services:\n"
-    << "  " << o.worker_service << ":\n"
-    << "    runtime: runsc\n"
-    << "    user: \"65534:65534\"\n"
-    << "    read_only: true\n"
-    << "    privileged: false\n"
-    << "    cap_drop: [ALL]\n"
-    << "    security_opt:\n"
-    << "      - no-new-privileges:true\n"
-    << "    tmpfs:\n"
-    << "      - /tmp:rw,nosuid,nodev,size=64m\n"
-    << "    environment:\n"
-    << "      # both letter cases: curl ignores upper-case HTTP_PROXY for http:// URLs\n"
-    << "      HTTP_PROXY: " << url << "\n"
-    << "      HTTPS_PROXY: " << url << "\n"
-    << "      http_proxy: " << url << "\n"
-    << "      https_proxy: " << url << "\n"
-    << "    networks: [sandbox]\n"
-    << "  " << o.proxy_service << ":\n"
+    << "# Tested with Docker 20.10 and docker-compose 1.29 (docs/docker.md).\n"
+    << "services:\n";
+  const std::vector<std::string> workers =
+      o.worker_services.empty() ? std::vector<std::string>{o.worker_service} : o.worker_services;
+  for (const auto& worker : workers)
+    y << "  " << worker << ":\n"
+      << "    runtime: runsc\n"
+      << "    user: \"65534:65534\"\n"
+      << "    read_only: true\n"
+      << "    privileged: false\n"
+      << "    cap_drop: [ALL]\n"
+      << "    security_opt:\n"
+      << "      - no-new-privileges:true\n"
+      << "    tmpfs:\n"
+      << "      - /tmp:rw,nosuid,nodev,size=64m\n"
+      // Docker's embedded DNS (127.0.0.11) forwards names it does not know to
+      // these servers, from the worker's namespace; the daemon's default ones
+      // would be dialled from the host's when they are loopback (CVE-2024-29018,
+      // unfixed before Docker 26), so a worker on an internal network could
+      // resolve, and tunnel through, outside names. 127.0.0.1 inside the worker
+      // answers nothing: service names still resolve, outside names do not.
+      << "    dns: [127.0.0.1]\n"
+      << "    environment:\n"
+      << "      # both letter cases: curl ignores upper-case HTTP_PROXY for http:// URLs\n"
+      << "      HTTP_PROXY: " << url << "\n"
+      << "      HTTPS_PROXY: " << url << "\n"
+      << "      http_proxy: " << url << "\n"
+      << "      https_proxy: " << url << "\n"
+      << "    networks: [sandbox]\n";
+  // The policy path is the one docker-compose.yml mounts (../policies).
+  y << "  " << o.proxy_service << ":\n"
     << "    command: [\"serve\", \"--mode\", \"" << mode << "\", \"--listen\", \"0.0.0.0:" << o.proxy_port
-    << "\", \"--policy\", \"/etc/egress/policy.yaml\", \"--audit-db\", \"/var/lib/egress/audit.db\"]\n"
+    << "\", \"--policy\", \"/etc/egress/policies/" << mode << ".yaml\", \"--audit-db\", \"/var/lib/egress/audit.db\"]\n"
     << "    read_only: true\n"
     << "    cap_drop: [ALL]\n"
     << "    security_opt:\n"
@@ -128,7 +138,7 @@ std::string render_compose_override(const RenderOptions& o) {
     << "    networks: [sandbox, egress]\n"
     << "networks:\n"
     << "  sandbox:\n"
-    << "    internal: true   # no gateway: nothing leaves except through " << o.proxy_service << "\n"
+    << "    internal: true   # Docker drops what leaves this bridge: nothing gets out except through " << o.proxy_service << "\n"
     << "  egress: {}\n";
   return y.str();
 }

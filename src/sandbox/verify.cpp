@@ -33,6 +33,7 @@
 #include <map>
 #include <sstream>
 
+#include "sandbox/checklist.h"
 #include "sandbox/network.h"
 #include "sandbox/probe.h"
 #include "sandbox/process.h"
@@ -146,11 +147,6 @@ void stop_child(pid_t& pid, int sig = SIGKILL) {
   }
   pid = -1;
 }
-
-struct Line {
-  std::string verdict;  // PASS | FAIL | SKIP
-  std::string detail;
-};
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -338,35 +334,8 @@ int run_verify(const VerifyOptions& o, std::ostream& out) {
   run.command = {"/usr/bin/python3", work + "/probe/probe.py"};
   const RunResult result = run_sandbox(run);
 
-  std::map<std::string, Line> probe;
-  std::istringstream lines(result.stdout_text);
-  for (std::string line; std::getline(lines, line);) {
-    if (!line.starts_with("CHECK|")) continue;
-    std::vector<std::string> f;
-    std::size_t start = 0;
-    for (int i = 0; i < 3; ++i) {
-      const auto bar = line.find('|', start);
-      f.push_back(line.substr(start, bar - start));
-      start = bar == std::string::npos ? line.size() : bar + 1;
-    }
-    probe[f[1]] = {f[2], line.substr(start)};
-  }
-  // Combine probe checks into one checklist line: FAIL if any failed or is missing.
-  auto combine = [&](std::initializer_list<const char*> ids) {
-    Line l{"PASS", ""};
-    for (const char* cid : ids) {
-      auto it = probe.find(cid);
-      if (it == probe.end()) {
-        l.verdict = "FAIL";
-        l.detail += std::string(l.detail.empty() ? "" : "; ") + cid + ": no result (probe exit " +
-                    std::to_string(result.exit_code) + ")";
-        continue;
-      }
-      if (it->second.verdict != "PASS") l.verdict = "FAIL";
-      l.detail += (l.detail.empty() ? "" : "; ") + it->second.detail;
-    }
-    return l;
-  };
+  const ProbeResults probe = parse_probe_output(result.stdout_text);
+  auto combine = [&](std::initializer_list<const char*> ids) { return sandbox::combine(probe, ids, result.exit_code); };
 
   // Host-side evidence, after the sandbox is gone.
   Line leftovers{"PASS", "instance " + result.id + ": no veth, runsc state, cgroup or directory left"};
@@ -412,7 +381,7 @@ int run_verify(const VerifyOptions& o, std::ostream& out) {
   Line rootro = combine({"rootro", "tmp"});
   if (host_write.verdict != "PASS") rootro.verdict = "FAIL";
 
-  const std::vector<std::pair<std::string, Line>> checklist = {
+  const Checklist checklist = {
       {"gVisor installed and tested", gvisor},
       {"Docker daemon configured with runsc runtime", docker_line()},
       {"AI workers using gVisor runtime", combine({"kernel", "pid1"})},
@@ -431,15 +400,10 @@ int run_verify(const VerifyOptions& o, std::ostream& out) {
       {"Egress proxy path (allowed 200, denied 403)", proxy_path},
       {"Sandbox torn down (namespace, veth, state, cgroup)", leftovers},
   };
-  int passed = 0, failed = 0, skipped = 0;
-  out << "Production Checklist (egress sandbox verify, instance " << result.id << ", worker " << result.worker_address
-      << ", proxy " << proxy.to_string() << ")\n";
-  for (const auto& [title, line] : checklist) {
-    out << "  [" << line.verdict << "] " << title << "\n         " << line.detail << "\n";
-    (line.verdict == "PASS" ? passed : line.verdict == "FAIL" ? failed : skipped)++;
-  }
-  if (failed > 0 && !result.stderr_text.empty()) out << "sandbox stderr:\n" << result.stderr_text.substr(0, 4000) << "\n";
-  out << passed << " passed, " << failed << " failed, " << skipped << " skipped\n";
+  const int failed = print_checklist(out, "Production Checklist (egress sandbox verify, instance " + result.id + ", worker " +
+                                              result.worker_address + ", proxy " + proxy.to_string() + ")",
+                                     checklist,
+                                     result.stderr_text.empty() ? "" : "sandbox stderr:\n" + result.stderr_text.substr(0, 4000));
   return failed == 0 ? 0 : 1;
 }
 

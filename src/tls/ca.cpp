@@ -100,7 +100,7 @@ std::string key_text(EVP_PKEY* key) {
     EVP_PKEY_get_utf8_string_param(key, "group", group, sizeof group, &len);
     return std::string("ECDSA ") + (std::string_view(group) == "prime256v1" ? "P-256" : group);
   }
-  if (EVP_PKEY_is_a(key, "RSA")) return "RSA " + std::to_string(bits);
+  if (EVP_PKEY_is_a(key, "RSA")) return std::string("RSA ").append(std::to_string(bits));
   return std::string(EVP_PKEY_get0_type_name(key) ? EVP_PKEY_get0_type_name(key) : "unknown") + " " +
          std::to_string(bits);
 }

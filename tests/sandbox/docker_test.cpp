@@ -1,6 +1,6 @@
-// docker/: no Docker engine runs on the build machines, so what is tested is
-// that the example compose file parses and wires egress and the worker as
-// the guide asks, and that the Dockerfile keeps its promises in text.
+// docker/: that the example compose file parses and wires egress and the
+// worker as the guide asks, and that the Dockerfile keeps its promises in
+// text. tests/integration/test_docker.py runs both on a real engine.
 #include <catch2/catch.hpp>
 #include <yaml-cpp/yaml.h>
 
@@ -38,6 +38,7 @@ TEST_CASE("docker-compose.yml: worker on runsc and the internal network only, eg
   CHECK(has_item(worker["networks"], "sandbox"));
   for (const char* var : {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"})
     CHECK(worker["environment"][var].as<std::string>() == "http://egress:3128");
+  CHECK(has_item(worker["dns"], "127.0.0.1"));  // CVE-2024-29018 guard on engines before 26
 
   const auto egress = doc["services"]["egress"];
   CHECK(egress["read_only"].as<bool>());

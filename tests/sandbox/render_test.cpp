@@ -57,12 +57,27 @@ TEST_CASE("the compose override puts workers on runsc, on the internal network o
   for (const char* var : {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"})
     CHECK(worker["environment"][var].as<std::string>() == "http://egress:3128");
   CHECK(!worker["environment"]["NO_PROXY"]);
+  // CVE-2024-29018 guard: Docker's embedded DNS forwards from the worker's own namespace
+  REQUIRE(worker["dns"].size() == 1);
+  CHECK(worker["dns"][0].as<std::string>() == "127.0.0.1");
   const auto egress = doc["services"]["egress"];
   CHECK(has_item(egress["networks"], "sandbox"));
   CHECK(has_item(egress["networks"], "egress"));
   CHECK(has_item(egress["command"], "production"));
+  CHECK(has_item(egress["command"], "/etc/egress/policies/production.yaml"));  // where docker-compose.yml mounts them
   CHECK(doc["networks"]["sandbox"]["internal"].as<bool>());
   CHECK(!doc["networks"]["egress"]["internal"]);
+}
+
+TEST_CASE("the compose override hardens every worker service it is given", "[sandbox]") {
+  RenderOptions o;
+  o.worker_services = {"coder", "reviewer"};
+  const auto doc = YAML::Load(render_compose_override(o));
+  CHECK(!doc["services"]["worker"]);
+  for (const char* name : {"coder", "reviewer"}) {
+    CHECK(doc["services"][name]["runtime"].as<std::string>() == "runsc");
+    CHECK(doc["services"][name]["networks"].size() == 1);
+  }
 }
 
 TEST_CASE("k8s: RuntimeClass gvisor, NetworkPolicies to egress only, and a Kata/Firecracker variant", "[sandbox]") {

@@ -26,7 +26,8 @@ struct RenderOptions {
   policy::Mode mode = policy::Mode::SelfHosted;
   std::string proxy_service = "egress";       // compose service / k8s app label of egress
   std::uint16_t proxy_port = 3128;
-  std::string worker_service = "worker";
+  std::string worker_service = "worker";     // k8s app label; the compose worker when worker_services is empty
+  std::vector<std::string> worker_services;  // compose: one hardened block per worker service (--worker-service)
   std::string k8s_namespace = "sandbox";
   std::string image = "egress:latest";
   std::vector<std::string> cluster_cidrs = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"};

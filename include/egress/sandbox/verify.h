@@ -7,6 +7,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "egress/sandbox/sandbox.h"
 
@@ -26,5 +27,24 @@ struct VerifyOptions {
 /// Prints the checklist to `out`; returns 0 when no line failed, 1 when one
 /// did. Throws SandboxError when the checks cannot run at all.
 int run_verify(const VerifyOptions& options, std::ostream& out);
+
+/// `sandbox verify --docker`: the same checklist against a running Docker
+/// deployment. The daemon's runtimes and the containers' configuration come
+/// from `docker info` / `docker inspect`; the probe runs in each worker
+/// through `docker exec`; the audit rows through `docker exec EGRESS egress audit`.
+struct DockerVerifyOptions {
+  std::string docker = "docker";      // the CLI; DOCKER_HOST and friends come from the environment
+  std::vector<std::string> workers;   // container names or ids
+  std::string compose_project;        // or: every running container of this project but the proxy service
+  std::string proxy_service = "egress";
+  std::string egress_container;       // default: the project's proxy service container, if any
+  std::string upstream;               // IP:PORT a worker must not reach directly (default: egress's other leg)
+  std::string allowed_url, denied_url;
+  std::string role;                   // the role the audit rows must name (default: any, but one)
+};
+
+/// Returns 0 when no line failed, 1 when one did; throws SandboxError when
+/// Docker cannot be asked at all or no worker is found.
+int run_verify_docker(const DockerVerifyOptions& options, std::ostream& out);
 
 }  // namespace egress::sandbox
