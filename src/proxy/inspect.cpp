@@ -398,7 +398,9 @@ class Inspector {
     outcome.status = head.result_int();
     prepare_client_response(head, version, keep_alive);
     head.set("X-Egress-Request-Id", attempt.request_id());
-    auto received = co_await relay_response(*response, injection.scrubber, version, keep_alive);
+    auto received = co_await relay_response_to_worker(upstream_->stream(), upstream_->buffer(), *response, client_,
+                                                      injection.scrubber, version, keep_alive,
+                                                      limits_.upstream_timeout, limits_.idle_timeout);
     outcome.bytes_down = received.bytes_written;
     outcome.scrubbed = injection.scrubber.replacements();
     if (received.failed != RelayResult::Failed::Nothing) {
@@ -413,21 +415,6 @@ class Inspector {
     release_room(upstream_->buffer());
     record_close(args_.worker, attempt, outcome);
     co_return keep_alive && received.failed == RelayResult::Failed::Nothing;
-  }
-
-  /// The response to the worker; scrubbed of injected secrets when the
-  /// request carried one. May clear `keep_alive` (an HTTP/1.0 worker's
-  /// scrubbed body ends with the connection).
-  asio::awaitable<RelayResult> relay_response(ResponseParser& response, secrets::Scrubber& scrubber, unsigned version,
-                                              bool& keep_alive) {
-    if (!scrubber.active()) {
-      co_return co_await relay_message(upstream_->stream(), upstream_->buffer(), response, client_,
-                                       limits_.upstream_timeout, limits_.idle_timeout);
-    }
-    scrub_head(response.get(), scrubber);
-    if (!response.is_done()) keep_alive = reframe_for_scrubbing(response.get(), version, keep_alive);
-    co_return co_await relay_scrubbed_response(upstream_->stream(), upstream_->buffer(), response, client_, scrubber,
-                                               limits_.upstream_timeout, limits_.idle_timeout);
   }
 
   void abort_upstream() {

@@ -82,4 +82,22 @@ asio::awaitable<RelayResult> relay_scrubbed_response(InStream& in, beast::flat_b
   co_return result;
 }
 
+/// The response to the worker, scrubbed of injected secrets when the
+/// request carried one (scrubber active), else relayed as it came. May clear
+/// `keep_alive`: an HTTP/1.0 worker's scrubbed body ends with the connection.
+template <class InStream, class OutStream>
+asio::awaitable<RelayResult> relay_response_to_worker(InStream& in, beast::flat_buffer& in_buffer,
+                                                      http::response_parser<http::buffer_body>& response,
+                                                      OutStream& out, secrets::Scrubber& scrubber,
+                                                      unsigned worker_version, bool& keep_alive,
+                                                      std::chrono::milliseconds read_timeout,
+                                                      std::chrono::milliseconds write_timeout) {
+  if (!scrubber.active()) {
+    co_return co_await relay_message(in, in_buffer, response, out, read_timeout, write_timeout);
+  }
+  scrub_head(response.get(), scrubber);
+  if (!response.is_done()) keep_alive = reframe_for_scrubbing(response.get(), worker_version, keep_alive);
+  co_return co_await relay_scrubbed_response(in, in_buffer, response, out, scrubber, read_timeout, write_timeout);
+}
+
 }  // namespace egress::proxy

@@ -9,8 +9,10 @@
 #include "proxy/head_reader.h"
 #include "proxy/http_rules.h"
 #include "proxy/identity.h"
+#include "proxy/injection.h"
 #include "proxy/inspect.h"
 #include "proxy/relay.h"
+#include "proxy/scrub_relay.h"
 #include "proxy/upstream_pool.h"
 
 namespace egress::proxy {
@@ -230,6 +232,14 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
   if (!admission.admitted) {
     co_return co_await refuse(attempt, admission.refusal_status, version, client_keep_alive && parser.is_done());
   }
+  RequestInjection injection = plan_injection(admission.evaluation.decision, policy::RequestKind::Http, request,
+                                              worker_.shared.secrets.load());
+  if (injection.plan.missing) {
+    attempt.set_refusal(Reason::SecretUnavailable, secret_missing_detail(*injection.plan.missing));
+    worker_.shared.audit.record(attempt.decision_event());
+    co_return co_await refuse(attempt, 503, version, client_keep_alive && parser.is_done());
+  }
+  attempt.set_injected(injection.plan.injected_names());
   const bool committed = co_await commit_decision(attempt);
   if (!committed) co_return co_await refuse(attempt, 503, version, client_keep_alive && parser.is_done());
   if (const int status = co_await connect_upstream(attempt, target, admission.evaluation)) {
@@ -241,6 +251,7 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
     co_await asio::async_write(client_, asio::buffer(kContinue), use_nothrow);
   }
   prepare_upstream_request(request, target);
+  apply_injection(injection.plan, request);
   Attempt::Outcome outcome;
   auto sent = co_await relay_message(client_, client_buffer_, parser, upstream_->stream, limits.idle_timeout,
                                      limits.upstream_timeout);
@@ -288,15 +299,16 @@ asio::awaitable<bool> Session::serve_request(RequestParser& parser) {
   const bool self_delimited = response->is_done() || response->chunked() || response->content_length().has_value();
   // Checked again here: a drain that began while this request was upstream
   // closes the connection after this response.
-  const bool keep_alive =
-      client_keep_alive && self_delimited && !worker_.shared.draining.load(std::memory_order_relaxed);
+  bool keep_alive = client_keep_alive && self_delimited && !worker_.shared.draining.load(std::memory_order_relaxed);
   const bool upstream_reusable = head.keep_alive() && self_delimited;
   outcome.status = head.result_int();
   prepare_client_response(head, version, keep_alive);
   head.set("X-Egress-Request-Id", attempt.request_id());
-  auto received = co_await relay_message(upstream_->stream, upstream_->buffer, *response, client_, limits.upstream_timeout,
-                                         limits.idle_timeout);
+  auto received = co_await relay_response_to_worker(upstream_->stream, upstream_->buffer, *response, client_,
+                                                    injection.scrubber, version, keep_alive, limits.upstream_timeout,
+                                                    limits.idle_timeout);
   outcome.bytes_down = received.bytes_written;
+  outcome.scrubbed = injection.scrubber.replacements();
   if (received.failed != RelayResult::Failed::Nothing) {
     outcome.error = (received.failed == RelayResult::Failed::Reading ? "reading the upstream response body: "
                                                                      : "sending the response to the worker: ") +

@@ -64,6 +64,12 @@ allow:
     inject:
       - header: X-Api-Key
         value: "{secret:absent}"
+  - host: plain.test        # plain HTTP on purpose: allow_plaintext
+    ports: any
+    allow_plaintext: true
+    inject:
+      - header: Authorization
+        value: "Bearer {secret:hf_token}"
 internal:
   - cidr: 127.0.0.1/32       # the test names resolve here; an allow rule may reach it
     ports: any
@@ -117,7 +123,8 @@ class AuthOrigin(http.server.BaseHTTPRequestHandler):
             chunk = (b"x" * 997 + auth.encode())  # the secret lands at every offset mod the read size
             body = (chunk * (mib * 1024 * 1024 // len(chunk) + 1))[:mib * 1024 * 1024]
             return self.reply(200, body)
-        expected = {"models.test": "Bearer " + HF_TOKEN, "opt.test": "token " + GH_TOKEN}
+        expected = {"models.test": "Bearer " + HF_TOKEN, "opt.test": "token " + GH_TOKEN,
+                    "plain.test": "Bearer " + HF_TOKEN}
         host = self.headers.get("Host", "").split(":")[0]
         if auth == expected.get(host):
             return self.reply(200, b"private resource " + self.path.encode())
@@ -165,6 +172,14 @@ class GitOrigin(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = handle_git
 
 
+def serve_plain(handler):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.seen = []
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    return server
+
+
 def serve_tls(handler, tls_dir, **attrs):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
@@ -207,6 +222,7 @@ def run(workdir, results):
     upstream_ca = make_upstream_ca(workdir)
     tls = issue(workdir, "origin", upstream_ca, ["models.test", "opt.test", "echo.test", "missing.test", "git.test"], 2)
     origin = serve_tls(AuthOrigin, tls)
+    plain_origin = serve_plain(AuthOrigin)
     git_root = os.path.join(workdir, "git")
     make_repository(git_root)
     git_origin = serve_tls(GitOrigin, tls, root=git_root)
@@ -221,7 +237,8 @@ def run(workdir, results):
           out.returncode == 2 and "more open than 0640" in out.stderr and "chmod 600" in out.stderr and
           HF_TOKEN not in out.stderr + out.stdout, out.stderr[-500:])
 
-    hosts = {name: "127.0.0.1" for name in ("models.test", "opt.test", "echo.test", "missing.test", "git.test")}
+    hosts = {name: "127.0.0.1" for name in ("models.test", "opt.test", "echo.test", "missing.test", "git.test",
+                                            "plain.test")}
     admin = "127.0.0.1:%d" % harness.free_port()
     token_hash = tuple(subprocess.run([harness.EGRESS, "policy", "hash-token", token], capture_output=True,
                                       text=True, check=True).stdout.strip() for token in (OTHER_TOKEN, WORKER_TOKEN))
@@ -230,12 +247,13 @@ def run(workdir, results):
                                 "--upstream-ca", upstream_ca[1], "--admin-listen", admin,
                                 "--secrets-dir", secrets_dir))
     try:
+        check_plaintext(check, egress, plain_origin.server_address[1])
         run_checks(check, workdir, egress, admin, egress_ca, origin, git_origin, token_hash)
     finally:
         code = egress.stop()
         check("egress stops cleanly (exit 0)", code == 0, egress.log_text()[-2000:])
-        origin.shutdown()
-        git_origin.shutdown()
+        for server in (origin, git_origin, plain_origin):
+            server.shutdown()
     check_nowhere(check, workdir, egress, POLICY % token_hash)
 
 
@@ -292,14 +310,23 @@ def run_checks(check, workdir, egress, admin, egress_ca, origin, git_origin, tok
         f.write(without_inject(POLICY % token_hash))
     egress.proc.send_signal(signal.SIGHUP)
     deadline = time.time() + 5
-    while "policy reloaded" not in egress.log_text() and time.time() < deadline:
+    while "policy reload" not in egress.log_text() and time.time() < deadline:
         time.sleep(0.05)
+    check("the policy without inject reloads", "policy reloaded" in egress.log_text(), egress.log_text()[-500:])
     status, _, _, _ = curl(egress, "https://models.test:%d/private/model.bin" % port, egress_ca, *trusted)
     check("after a reload that removes the injection, the same request gets the upstream's 401", status == 401,
           str(status))
     out = git_clone(workdir, egress, egress_ca, git_origin.server_address[1])
     check("the same git clone without the rule's injection fails with the upstream's 401",
           out.returncode != 0 and ("401" in out.stderr or "terminal prompts disabled" in out.stderr), out.stderr[-300:])
+
+
+def check_plaintext(check, egress, port):
+    status, head, body, _ = harness.curl(egress.proxy, "http://plain.test:%d/r" % port)
+    check("allow_plaintext: a plain HTTP request gets the credential too", status == 200, "%s %s" % (status, body))
+    status, head, body, _ = harness.curl(egress.proxy, "http://plain.test:%d/echo" % port)
+    check("allow_plaintext: the plain HTTP response is scrubbed as well",
+          status == 200 and "[egress:hf_token]" in body and HF_TOKEN not in head + body, head + body[:200])
 
 
 def check_echo(check, egress, egress_ca, port):
@@ -319,14 +346,15 @@ def check_echo(check, egress, egress_ca, port):
 
 
 def without_inject(policy):
-    """The policy with every inject: block removed."""
+    """The policy with every inject: block (and allow_plaintext, which
+    needs one) removed."""
     out, skip_deeper_than = [], None
     for line in policy.splitlines():
         indent = len(line) - len(line.lstrip())
         if skip_deeper_than is not None and indent > skip_deeper_than:
             continue
         skip_deeper_than = indent if line.strip() == "inject:" else None
-        if skip_deeper_than is None:
+        if skip_deeper_than is None and not line.strip().startswith("allow_plaintext:"):
             out.append(line)
     return "\n".join(out) + "\n"
 
