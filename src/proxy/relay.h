@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -120,19 +121,22 @@ asio::awaitable<RelayResult> relay_sized_message(InStream& in, beast::flat_buffe
   co_return result;
 }
 
-template <bool isRequest, class InStream, class OutStream>
-asio::awaitable<RelayResult> relay_message(InStream& in, beast::flat_buffer& in_buffer,
-                                           http::parser<isRequest, http::buffer_body>& parser,
-                                           OutStream& out, std::chrono::milliseconds read_timeout,
-                                           std::chrono::milliseconds write_timeout) {
-  if (parser.is_header_done() && !parser.is_done() && !parser.chunked() && parser.content_length()) {
-    co_return co_await relay_sized_message(in, in_buffer, parser, out, read_timeout, write_timeout);
-  }
+/// Streams the message through the parser chunk by chunk (chunked bodies,
+/// bodies that end with the connection, and ones a `transform` may change),
+/// writing what `transform(read, last)` returns for each read: the bytes as
+/// they came (relay_message) or scrubbed of secrets (scrub_relay.h). The
+/// view it returns must stay valid until the next call.
+template <bool isRequest, class InStream, class OutStream, class Transform>
+asio::awaitable<RelayResult> relay_parsed_message(InStream& in, beast::flat_buffer& in_buffer,
+                                                  http::parser<isRequest, http::buffer_body>& parser, OutStream& out,
+                                                  std::chrono::milliseconds read_timeout,
+                                                  std::chrono::milliseconds write_timeout, Transform transform) {
   RelayResult result;
   std::array<char, kRelayBufferBytes> buffer;
   http::serializer<isRequest, http::buffer_body> serializer{parser.get()};
   do {
     auto& body = parser.get().body();
+    std::string_view read;
     if (!parser.is_done()) {
       body.data = buffer.data();
       body.size = buffer.size();
@@ -144,14 +148,12 @@ asio::awaitable<RelayResult> relay_message(InStream& in, beast::flat_buffer& in_
         result.ec = ec;
         co_return result;
       }
-      body.size = buffer.size() - body.size;
-      body.data = buffer.data();
-      body.more = !parser.is_done();
-    } else {
-      body.data = nullptr;
-      body.size = 0;
-      body.more = false;
+      read = std::string_view(buffer.data(), buffer.size() - body.size);
     }
+    const std::string_view send = transform(read, parser.is_done());
+    body.data = send.empty() ? nullptr : const_cast<char*>(send.data());
+    body.size = send.size();
+    body.more = !parser.is_done();
     beast::get_lowest_layer(out).expires_after(write_timeout);
     auto [ec, n] = co_await http::async_write(out, serializer, use_nothrow);
     result.bytes_written += n;
@@ -163,6 +165,18 @@ asio::awaitable<RelayResult> relay_message(InStream& in, beast::flat_buffer& in_
     }
   } while (!serializer.is_done());
   co_return result;
+}
+
+template <bool isRequest, class InStream, class OutStream>
+asio::awaitable<RelayResult> relay_message(InStream& in, beast::flat_buffer& in_buffer,
+                                           http::parser<isRequest, http::buffer_body>& parser,
+                                           OutStream& out, std::chrono::milliseconds read_timeout,
+                                           std::chrono::milliseconds write_timeout) {
+  if (parser.is_header_done() && !parser.is_done() && !parser.chunked() && parser.content_length()) {
+    co_return co_await relay_sized_message(in, in_buffer, parser, out, read_timeout, write_timeout);
+  }
+  co_return co_await relay_parsed_message(in, in_buffer, parser, out, read_timeout, write_timeout,
+                                          [](std::string_view read, bool) { return read; });
 }
 
 /// One direction of a tunnel: copies until EOF, then half-closes `to` so the

@@ -39,49 +39,6 @@ inline bool reframe_for_scrubbing(http::response<http::buffer_body>& response, u
   return false;
 }
 
-template <class InStream, class OutStream>
-asio::awaitable<RelayResult> relay_scrubbed_response(InStream& in, beast::flat_buffer& in_buffer,
-                                                     http::response_parser<http::buffer_body>& parser, OutStream& out,
-                                                     secrets::Scrubber& scrubber,
-                                                     std::chrono::milliseconds read_timeout,
-                                                     std::chrono::milliseconds write_timeout) {
-  RelayResult result;
-  std::array<char, kRelayBufferBytes> buffer;
-  std::string scrubbed;
-  http::serializer<false, http::buffer_body> serializer{parser.get()};
-  do {
-    auto& body = parser.get().body();
-    scrubbed.clear();
-    if (!parser.is_done()) {
-      body.data = buffer.data();
-      body.size = buffer.size();
-      beast::get_lowest_layer(in).expires_after(read_timeout);
-      auto [ec, n] = co_await http::async_read(in, in_buffer, parser, use_nothrow);
-      if (ec == http::error::need_buffer) ec = {};
-      if (ec) {
-        result.failed = RelayResult::Failed::Reading;
-        result.ec = ec;
-        co_return result;
-      }
-      scrubber.feed(std::string_view(buffer.data(), buffer.size() - body.size), scrubbed);
-    }
-    if (parser.is_done()) scrubber.finish(scrubbed);
-    body.data = scrubbed.empty() ? nullptr : scrubbed.data();
-    body.size = scrubbed.size();
-    body.more = !parser.is_done();
-    beast::get_lowest_layer(out).expires_after(write_timeout);
-    auto [ec, n] = co_await http::async_write(out, serializer, use_nothrow);
-    result.bytes_written += n;
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) {
-      result.failed = RelayResult::Failed::Writing;
-      result.ec = ec;
-      co_return result;
-    }
-  } while (!serializer.is_done());
-  co_return result;
-}
-
 /// The response to the worker, scrubbed of injected secrets when the
 /// request carried one (scrubber active), else relayed as it came. May clear
 /// `keep_alive`: an HTTP/1.0 worker's scrubbed body ends with the connection.
@@ -97,7 +54,14 @@ asio::awaitable<RelayResult> relay_response_to_worker(InStream& in, beast::flat_
   }
   scrub_head(response.get(), scrubber);
   if (!response.is_done()) keep_alive = reframe_for_scrubbing(response.get(), worker_version, keep_alive);
-  co_return co_await relay_scrubbed_response(in, in_buffer, response, out, scrubber, read_timeout, write_timeout);
+  std::string scrubbed;
+  co_return co_await relay_parsed_message(in, in_buffer, response, out, read_timeout, write_timeout,
+                                          [&scrubber, &scrubbed](std::string_view read, bool last) {
+                                            scrubbed.clear();
+                                            scrubber.feed(read, scrubbed);
+                                            if (last) scrubber.finish(scrubbed);
+                                            return std::string_view(scrubbed);
+                                          });
 }
 
 }  // namespace egress::proxy

@@ -67,7 +67,9 @@ TEST_CASE("a row becomes its central parameters in column order, NULL as nullopt
       {12, "443"},            {19, "200"}, {20, "517"}, {21, "123456789012"}, {22, "877"},
       {23, std::nullopt},     // error
       {24, std::nullopt},     // alpn
-      {25, std::string(kGenesisHash)}, {26, row.hash}};
+      {25, std::nullopt},     // injected
+      {26, std::nullopt},     // scrubbed
+      {27, std::string(kGenesisHash)}, {28, row.hash}};
   for (const auto& e : expect) {
     INFO("parameter " << e.index);
     CHECK(params[e.index] == e.value);
@@ -77,12 +79,12 @@ TEST_CASE("a row becomes its central parameters in column order, NULL as nullopt
 TEST_CASE("central_insert_sql numbers every row's parameters and never duplicates", "[audit][fleet]") {
   const auto one = central_insert_sql(1);
   CHECK(one.rfind("INSERT INTO events (replica, id, ts, request_id,", 0) == 0);
-  CHECK(one.find("$27)") != std::string::npos);
-  CHECK(one.find("$28") == std::string::npos);
+  CHECK(one.find("$29)") != std::string::npos);
+  CHECK(one.find("$30") == std::string::npos);
   CHECK(one.find("ON CONFLICT (replica, id) DO NOTHING") != std::string::npos);
   const auto three = central_insert_sql(3);
-  CHECK(three.find("($55, ") != std::string::npos);
-  CHECK(three.find("$81)") != std::string::npos);
+  CHECK(three.find("($59, ") != std::string::npos);
+  CHECK(three.find("$87)") != std::string::npos);
 }
 
 TEST_CASE("from_pg reads integers back as integers and text as text", "[audit][fleet]") {

@@ -50,7 +50,8 @@ def run(workdir, results):
     os.unlink(daemon)
     r = subprocess.run([harness.EGRESS, "sandbox", "render", "--mode", "production", "--target", "k8s", "--out",
                         workdir], capture_output=True, text=True, timeout=20)
-    check("render k8s writes three files", r.returncode == 0 and r.stdout.count("wrote ") == 3, r.stdout + r.stderr)
+    check("render k8s writes four files (runtime classes, network policies, the egress deployment)",
+          r.returncode == 0 and r.stdout.count("wrote ") == 4, r.stdout + r.stderr)
 
     left = [l for l in os.listdir("/sys/class/net") if l.startswith(("egsh", "egsu"))]
     check("verify left no veth behind", not left, str(left))
