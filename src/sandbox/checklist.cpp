@@ -8,7 +8,10 @@ ProbeResults parse_probe_output(const std::string& text) {
   ProbeResults probe;
   std::istringstream lines(text);
   for (std::string line; std::getline(lines, line);) {
-    if (!line.starts_with("CHECK|")) continue;
+    if (!line.starts_with("CHECK|")) {
+      if (!line.empty()) probe[kProbeLastOutput] = {"", line.substr(0, 300)};
+      continue;
+    }
     std::vector<std::string> f;
     std::size_t start = 0;
     for (int i = 0; i < 3; ++i) {
@@ -27,8 +30,9 @@ Line combine(const ProbeResults& probe, std::initializer_list<const char*> ids, 
     auto it = probe.find(cid);
     if (it == probe.end()) {
       l.verdict = "FAIL";
+      const auto last = probe.find(kProbeLastOutput);
       l.detail += std::string(l.detail.empty() ? "" : "; ") + cid + ": no result (probe exit " +
-                  std::to_string(probe_exit) + ")";
+                  std::to_string(probe_exit) + (last == probe.end() ? "" : ", its last words: " + last->second.detail) + ")";
       continue;
     }
     if (it->second.verdict != "PASS") l.verdict = "FAIL";

@@ -20,11 +20,16 @@ struct Line {
 using ProbeResults = std::map<std::string, Line>;  // check id -> its result
 using Checklist = std::vector<std::pair<std::string, Line>>;
 
-/// The probe's `CHECK|id|PASS/FAIL|detail` lines; other lines are ignored.
+/// The id under which parse_probe_output() keeps the probe's last line that
+/// is not a CHECK line (a Python traceback ends with what went wrong).
+inline constexpr const char* kProbeLastOutput = "(last output)";
+
+/// The probe's `CHECK|id|PASS/FAIL|detail` lines, and its last other line
+/// under kProbeLastOutput.
 ProbeResults parse_probe_output(const std::string& text);
 
 /// One checklist line from probe checks: FAIL if any failed or is missing
-/// (a missing one is reported with the probe's exit code).
+/// (a missing one is reported with the probe's exit code and last output).
 Line combine(const ProbeResults& probe, std::initializer_list<const char*> ids, int probe_exit);
 
 /// Adds a host-side finding to `line`: FAILs it unless `ok`, appends `detail`.
