@@ -21,7 +21,7 @@ struct SandboxFlags {
   std::string policy, role, proxy = sandbox::kDefaultProxy, rootfs = "/", memory = "512M", timeout = "0s", platform;
   std::int64_t pids = 128;
   std::vector<std::string> env, command;
-  std::string seccomp_file, breakage;
+  std::string seccomp_file, breakage, secrets_dir;
   // render
   std::string mode = "self-hosted", target, out, proxy_service = "egress";
   std::uint16_t proxy_port = 3128;
@@ -41,7 +41,8 @@ sandbox::ProxyEndpoint parse_proxy(const std::string& text) {
 sandbox::Breakage parse_breakage(const std::string& text) {
   if (text.empty()) return sandbox::Breakage::None;
   if (text == "default-route") return sandbox::Breakage::DefaultRoute;
-  throw sandbox::SandboxError("--break " + text + ": only default-route");
+  if (text == "secret-in-env") return sandbox::Breakage::SecretInEnv;
+  throw sandbox::SandboxError("--break " + text + ": only default-route or secret-in-env");
 }
 
 std::string self_path() {
@@ -79,6 +80,7 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
   run->add_option("--env", f->env, "extra KEY=VALUE for the command (repeatable)");
   run->add_option("--platform", f->platform, "runsc --platform (ptrace, kvm, systrap); default: runsc's");
   run->add_option("--seccomp", f->seccomp_file, "seccomp profile (JSON, as `render --target seccomp` writes) for the command");
+  run->add_option("--secrets-dir", f->secrets_dir, "egress's secrets directory: covered by an empty tmpfs in the worker, never bound into it");
   run->add_option("command", f->command, "the command, after --")->required();
   run->callback([f, &exit_code] {
     exit_code = guarded(
@@ -102,6 +104,7 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
             o.seccomp_profile_json.assign(std::istreambuf_iterator<char>(in), {});
           }
           o.command = f->command;
+          o.secrets_dir = f->secrets_dir;
           return sandbox::run_sandbox(o).exit_code;
         },
         sandbox::kExitSetupFailed);
@@ -120,6 +123,8 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
   verify->add_option("--proxy-service", f->proxy_service, "Docker: egress's compose service name")->default_val("egress");
   verify->add_option("--upstream", f->upstream, "Docker: IP:PORT a worker must not reach directly (default: egress's other network)");
   verify->add_option("--docker-cli", f->docker_cli, "Docker: the docker client to run (DOCKER_HOST is honoured)")->default_val("docker");
+  verify->add_option("--secrets-dir", f->secrets_dir,
+                     "egress's secrets directory: each value is searched for in the worker (by hash; never sent in)");
   // Hidden: weakens the sandbox on purpose so the test sees verify fail.
   verify->add_option("--break", f->breakage, "")->group("");
   verify->callback([f, &exit_code] {
@@ -136,6 +141,8 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
             d.allowed_url = f->allowed_url;
             d.denied_url = f->denied_url;
             d.role = f->role;
+            d.secrets_dir = f->secrets_dir;
+            d.breakage = parse_breakage(f->breakage);
             return sandbox::run_verify_docker(d, std::cout);
           }
           sandbox::VerifyOptions o;
@@ -146,6 +153,7 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
           o.allowed_url = f->allowed_url;
           o.denied_url = f->denied_url;
           o.rootfs = f->rootfs;
+          o.secrets_dir = f->secrets_dir;
           o.breakage = parse_breakage(f->breakage);
           return sandbox::run_verify(o, std::cout);
         },

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -46,6 +47,11 @@ namespace {
 
 std::string instance_dir(const std::string& id) { return std::string(kRunDir) + "/" + id; }
 std::string container_id(const std::string& id) { return kContainerPrefix + id; }
+
+// `path` is `dir` or below it (both canonical).
+bool is_within(const fs::path& path, const fs::path& dir) {
+  return std::mismatch(dir.begin(), dir.end(), path.begin(), path.end()).first == dir.end();
+}
 
 bool is_instance_id(std::string_view name) {
   if (name.size() != 8) return false;
@@ -373,6 +379,11 @@ RunResult run_sandbox(const RunOptions& options) {
   preflight();
   const auto runsc = runsc_path();
   const auto range = role_range(options.policy_file, options.role);
+  const fs::path secrets_dir = options.secrets_dir.empty() ? fs::path() : fs::weakly_canonical(options.secrets_dir);
+  for (const auto& b : options.binds)
+    if (!secrets_dir.empty() && is_within(fs::weakly_canonical(b.source), secrets_dir))
+      throw SandboxError("the bind " + b.source + " -> " + b.destination + " would put egress's secrets directory " +
+                         options.secrets_dir + " into the worker; bind something outside it");
   SignalGuard signals;
 
   std::optional<Instance> instance;
@@ -410,6 +421,10 @@ RunResult run_sandbox(const RunOptions& options) {
   for (const char* f : {"/etc/resolv.conf", "/etc/hosts"})
     if (fs::exists(fs::path(spec.rootfs) / (f + 1))) spec.read_only_binds.push_back({dir + "/" + fs::path(f).filename().string(), f});
   for (const auto& b : options.binds) spec.read_only_binds.push_back(b);
+  // The secrets directory, where the rootfs has it (the host's / does), is
+  // covered so that the worker cannot even list the secrets' names.
+  if (!options.secrets_dir.empty() && fs::exists(fs::path(spec.rootfs) / secrets_dir.relative_path()))
+    spec.hidden_dirs.push_back(secrets_dir.string());
   write_text(dir + "/config.json", render_oci_spec(spec));
   fs::create_directories(dir + "/state");
 

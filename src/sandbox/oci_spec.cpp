@@ -57,6 +57,11 @@ std::string render_oci_spec(const WorkerSpec& spec) {
                                      {"type", "bind"},
                                      {"source", b.source},
                                      {"options", json::array{"rbind", "ro", "nosuid", "nodev"}}});
+  for (const auto& dir : spec.hidden_dirs)
+    mounts.emplace_back(json::object{{"destination", dir},
+                                     {"type", "tmpfs"},
+                                     {"source", "tmpfs"},
+                                     {"options", json::array{"ro", "nosuid", "nodev", "noexec", "size=4k", "mode=0555"}}});
 
   json::array namespaces{json::object{{"type", "pid"}}, json::object{{"type", "ipc"}}, json::object{{"type", "uts"}},
                          json::object{{"type", "mount"}}};

@@ -4,10 +4,41 @@
 // verify's own namespace, or loopback.
 #include "sandbox/probe.h"
 
+#include <algorithm>
+
+#include "egress/policy/policy.h"
+
 namespace egress::sandbox {
 
+std::string secret_fingerprints(const secrets::SecretStore& store) {
+  std::string out;
+  for (auto name : store.names()) {
+    const std::string& value = *store.find(name);
+    std::replace(name.begin(), name.end(), ';', '_');  // the list separator; the name is only shown
+    out.append(name).append(":").append(std::to_string(value.size())).append(":");
+    out.append(policy::hash_token(value).substr(7)).append(";");  // without "sha256:"
+  }
+  return out;
+}
+
+SecretSearch secret_search(const std::string& secrets_dir, Breakage breakage) {
+  if (secrets_dir.empty())
+    return {{}, Line{"SKIP", "give --secrets-dir (egress's secrets directory) to search the worker for their values"}};
+  secrets::SecretStore store;
+  try {
+    store = secrets::SecretStore::load(secrets_dir);
+  } catch (const secrets::SecretsError& e) {
+    throw SandboxError(e.what());
+  }
+  const auto names = store.names();
+  if (names.empty()) return {{}, Line{"SKIP", secrets_dir + " holds no secrets"}};
+  SecretSearch search{{"V_SECRETS=" + secret_fingerprints(store)}, std::nullopt};
+  if (breakage == Breakage::SecretInEnv) search.probe_env.push_back("EGRESS_VERIFY_LEAKED=" + *store.find(names[0]));
+  return search;
+}
+
 const char* const kProbeScript = R"PY(
-import ctypes, errno, os, re, socket, subprocess, urllib.request
+import ctypes, errno, os, re, socket, stat, subprocess, urllib.request
 E = os.environ
 UP, UP_PORT, TOKEN = E["V_UP"], int(E["V_UP_PORT"]), E["V_TOKEN"]
 PROXY_IP, HOSTSVC_PORT, LOOP_PORT = E["V_PROXY_IP"], int(E["V_HOSTSVC_PORT"]), int(E["V_LOOP_PORT"])
@@ -84,9 +115,12 @@ except OSError as e:
     dns_ok, dns_detail = True, "getaddrinfo(%s) -> %s" % (DNS_NAME, en(e))
 for tool in (["getent", "hosts", DNS_NAME], ["nslookup", "-timeout=2", "-retry=0", DNS_NAME]):
     if DOCKER and any(os.path.exists(d + "/" + tool[0]) for d in ("/usr/bin", "/bin")):
-        p = subprocess.run(tool, capture_output=True, text=True, timeout=20)
-        dns_ok = dns_ok and p.returncode != 0
-        dns_detail += "; %s exit %d" % (tool[0], p.returncode)
+        try:
+            p = subprocess.run(tool, capture_output=True, text=True, timeout=15)
+            dns_ok = dns_ok and p.returncode != 0
+            dns_detail += "; %s exit %d" % (tool[0], p.returncode)
+        except subprocess.TimeoutExpired:
+            dns_detail += "; %s no answer in 15 s" % tool[0]
 check("dns", dns_ok, dns_detail)
 
 # filesystem
@@ -119,6 +153,60 @@ marker = E.get("V_HOST_MARKER", "")
 if marker:
     res.append("host file %s %s" % (marker, "VISIBLE" if os.path.exists(marker) else "not visible"))
 check("hostfiles", not any(w in r for r in res for w in ("READABLE", "VISIBLE")), "; ".join(res))
+
+# secrets: V_SECRETS is "name:length:sha256;..." of egress's secrets, so the
+# probe recognises a value without being given it. Searched: the environment,
+# every /proc/N/environ and cmdline, and readable files (up to 4 MiB each) on
+# every mount but /proc, /sys and /dev, plus /etc /run /var /tmp /home /root
+# /mnt /srv /opt; a file matches when its content, a line or a token of it
+# (split at blanks, = : , ; and quotes) hashes to a secret.
+SECRETS = [x.rsplit(":", 2) for x in E.get("V_SECRETS", "").split(";") if x]
+if SECRETS:
+    import hashlib, time
+    want = {(int(n), h): name for name, n, h in SECRETS}
+    lengths = {int(n) for _, n, _ in SECRETS}
+    found, files = [], 0
+    def look(where, data):
+        for tok in [data.strip()] + data.splitlines() + re.split(rb"[\s=:,;\"']+", data):
+            tok = tok.strip()
+            if len(tok) in lengths and (len(tok), hashlib.sha256(tok).hexdigest()) in want:
+                found.append("%s in %s" % (want[(len(tok), hashlib.sha256(tok).hexdigest())], where)); return
+    for k, v in os.environ.items():
+        look("the environment (%s)" % k, v.encode())
+    for d in os.listdir("/proc"):
+        for f in ("environ", "cmdline"):
+            try:
+                if d.isdigit(): look("/proc/%s/%s" % (d, f), open("/proc/%s/%s" % (d, f), "rb").read().replace(b"\0", b"\n"))
+            except OSError: pass
+    seen = set()
+    def walk(tops, seconds):
+        global files
+        deadline = time.monotonic() + seconds
+        for top in tops:
+            tree = [(os.path.dirname(top), [], [os.path.basename(top)])] if os.path.isfile(top) else os.walk(top)
+            for root, dirs, names in tree:
+                if time.monotonic() > deadline:
+                    return "; the search stopped at %s after %d s" % (root, seconds)
+                dirs[:] = [x for x in dirs if os.path.join(root, x) not in ("/proc", "/sys", "/dev")]
+                for n in names:
+                    p = os.path.join(root, n)
+                    try:
+                        st = os.lstat(p)
+                        if not stat.S_ISREG(st.st_mode) or st.st_size > (4 << 20) or (st.st_dev, st.st_ino) in seen: continue
+                        seen.add((st.st_dev, st.st_ino))
+                        with open(p, "rb") as fh: data = fh.read()
+                    except OSError: continue
+                    files += 1
+                    look(p, data)
+        return ""
+    # Mounts are how a secrets directory would get in: searched to the end.
+    mounts = [l.split()[1] for l in open("/proc/self/mounts")]
+    cut = walk([m for m in mounts if m != "/" and m.split("/")[1] not in ("proc", "sys", "dev")], 20)
+    # The usual places in the root filesystem: as far as 15 s go.
+    note = walk(["/etc", "/run", "/var", "/tmp", "/home", "/root", "/mnt", "/srv", "/opt"], 15)
+    check("secrets", not found and not cut,
+          "%d secret(s) searched for in the environment, /proc/*/environ, /proc/*/cmdline and %d readable files: %s%s"
+          % (len(SECRETS), files, "; ".join(found[:5]) if found else "not found", cut + note))
 
 # privileges
 p = subprocess.run(["python3", "-c", "import os; os.setuid(0)"], capture_output=True, text=True)

@@ -120,6 +120,7 @@ std::string render_compose_override(const RenderOptions& o) {
       // resolve, and tunnel through, outside names. 127.0.0.1 inside the worker
       // answers nothing: service names still resolve, outside names do not.
       << "    dns: [127.0.0.1]\n"
+      << "    dns_opt: [\"timeout:1\", \"attempts:1\"]   # an outside name fails in a second, not in 15\n"
       << "    environment:\n"
       << "      # both letter cases: curl ignores upper-case HTTP_PROXY for http:// URLs\n"
       << "      HTTP_PROXY: " << url << "\n"
@@ -130,16 +131,24 @@ std::string render_compose_override(const RenderOptions& o) {
   // The policy path is the one docker-compose.yml mounts (../policies).
   y << "  " << o.proxy_service << ":\n"
     << "    command: [\"serve\", \"--mode\", \"" << mode << "\", \"--listen\", \"0.0.0.0:" << o.proxy_port
-    << "\", \"--policy\", \"/etc/egress/policies/" << mode << ".yaml\", \"--audit-db\", \"/var/lib/egress/audit.db\"]\n"
+    << "\", \"--policy\", \"/etc/egress/policies/" << mode << ".yaml\", \"--audit-db\", \"/var/lib/egress/audit.db\",\n"
+    << "              \"--secrets-dir\", \"/run/secrets/egress-secrets\"]\n"
+    << "    secrets: [egress-secrets]   # the credentials egress injects (docs/secrets.md); no worker gets them\n"
     << "    read_only: true\n"
     << "    cap_drop: [ALL]\n"
     << "    security_opt:\n"
     << "      - no-new-privileges:true\n"
     << "    networks: [sandbox, egress]\n"
+    << "# docker-compose 1.29 replaces a network defined again in a later -f file\n"
+    << "# whole: such a file must repeat `internal: true` (sandbox verify fails the\n"
+    << "# network line of a worker whose network lost it).\n"
     << "networks:\n"
     << "  sandbox:\n"
     << "    internal: true   # Docker drops what leaves this bridge: nothing gets out except through " << o.proxy_service << "\n"
-    << "  egress: {}\n";
+    << "  egress: {}\n"
+    << "secrets:\n"
+    << "  egress-secrets:\n"
+    << "    file: ./secrets   # a directory, one file per secret: root:10001, 0750; files 0640\n";
   return y.str();
 }
 

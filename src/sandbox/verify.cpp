@@ -323,7 +323,7 @@ int run_verify(const VerifyOptions& o, std::ostream& out) {
   run.role = role;
   run.proxy = proxy;
   run.rootfs = o.rootfs;
-  run.timeout = 90s;
+  run.timeout = 120s;  // the probe: about 10 s, and up to 35 s more searching for secrets
   run.output = Output::Capture;
   run.breakage = o.breakage;
   run.binds = {{work + "/probe", work + "/probe"}};  // same path: it exists in the rootfs (host /)
@@ -331,6 +331,9 @@ int run_verify(const VerifyOptions& o, std::ostream& out) {
              "V_PROXY_IP=" + proxy.address.to_string(), "V_HOSTSVC_PORT=" + std::to_string(hostsvc_port),
              "V_LOOP_PORT=" + std::to_string(loop_port), "V_HOST_KERNEL=" + std::string(host_uname.release),
              "V_ALLOWED_URL=" + allowed_url, "V_DENIED_URL=" + denied_url};
+  run.secrets_dir = o.secrets_dir;
+  const SecretSearch secrets = secret_search(o.secrets_dir, o.breakage);
+  run.env.insert(run.env.end(), secrets.probe_env.begin(), secrets.probe_env.end());
   run.command = {"/usr/bin/python3", work + "/probe/probe.py"};
   const RunResult result = run_sandbox(run);
 
@@ -398,6 +401,7 @@ int run_verify(const VerifyOptions& o, std::ostream& out) {
       {"Tested sandbox escape prevention", escape},
       {"Documented incident response procedures", {"SKIP", "a document, not a property of this host"}},
       {"Egress proxy path (allowed 200, denied 403)", proxy_path},
+      {kSecretsLine, secrets.skipped.value_or(combine({"secrets"}))},
       {"Sandbox torn down (namespace, veth, state, cgroup)", leftovers},
   };
   const int failed = print_checklist(out, "Production Checklist (egress sandbox verify, instance " + result.id + ", worker " +

@@ -189,6 +189,8 @@ Checklist worker_checklist(const DockerVerifyOptions& o, const std::string& work
       {"V_PID1_CMD", pid1}, {"V_HOST_MARKER", marker}, {"V_DNS_NAME", "outside-name.example"}};
   std::vector<std::string> exec{o.docker, "exec"};
   for (const auto& [key, value] : env) exec.insert(exec.end(), {"-e", std::string(key).append("=").append(value)});
+  const SecretSearch secrets = secret_search(o.secrets_dir, o.breakage);
+  for (const auto& entry : secrets.probe_env) exec.insert(exec.end(), {"-e", entry});
   exec.insert(exec.end(), {worker, "python3", "-c", kProbeScript});
   const auto r = run_command(exec, 120s);
   const ProbeResults probe = parse_probe_output(r.output);
@@ -216,6 +218,12 @@ Checklist worker_checklist(const DockerVerifyOptions& o, const std::string& work
   for (const auto& [n, ip] : nets)
     if (egress_nets.contains(n)) client = ip;
 
+  Line secrets_line = secrets.skipped.value_or(combine({"secrets"}));
+  if (at(inspect, {"Mounts"}).is_array())
+    for (const auto& m : at(inspect, {"Mounts"}).as_array())
+      if (str(at(m, {"Destination"})).starts_with("/run/secrets"))
+        add_finding(secrets_line, false, "a Docker secret is mounted at " + str(at(m, {"Destination"})) +
+                                             "; give `secrets:` to the egress service only");
   return {{"AI workers using gVisor runtime", gvisor},
           {"Network isolation enabled (internal network)", net},
           {"DNS resolution disabled for workers", dns},
@@ -224,7 +232,8 @@ Checklist worker_checklist(const DockerVerifyOptions& o, const std::string& work
           {"No privileged mode", priv},
           {"Logging and monitoring configured", audit_line(o, d.egress, egress_inspect, client)},
           {"Tested sandbox escape prevention", combine({"hostfiles", "pid1"})},
-          {"Egress proxy path (allowed 200, denied 403)", proxy_path}};
+          {"Egress proxy path (allowed 200, denied 403)", proxy_path},
+          {kSecretsLine, secrets_line}};
 }
 
 // The daemon's runsc: registered, and the binary it names runs.
@@ -275,6 +284,7 @@ int run_verify_docker(const DockerVerifyOptions& o, std::ostream& out) {
   checklist.insert(checklist.end(), merged.begin() + 6, merged.begin() + 8);
   checklist.push_back({"Documented incident response procedures", {"SKIP", "a document, not a property of this host"}});
   checklist.push_back(merged[8]);
+  checklist.push_back(merged[9]);
   std::string names;
   for (const auto& w : d.workers) names += (names.empty() ? "" : ", ") + w;
   const int failed = print_checklist(

@@ -15,6 +15,9 @@ connection. Everything on loopback:
 Scenarios, interleaved per round so ratios hold on a busy machine:
   direct     straight to nginx (TLS, new connection per request)
   tunnel     through egress, CONNECT not inspected (end-to-end TLS)
+  injected   the same egress and upstream, under a rule that also injects
+             `Authorization: Bearer {secret:bench_token}` (docs/secrets.md):
+             the header set on every request, the response scrubbed
   inspected  through egress, CONNECT inspected: the worker's handshake
              with egress; egress's upstream connection comes from its
              pool when nginx kept one alive (nginx's defaults:
@@ -67,7 +70,7 @@ def start_nginx(tmp, port):
     cert, key = os.path.join(tmp, "upstream.crt"), os.path.join(tmp, "upstream.key")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                     "-days", "2", "-subj", "/CN=allowed.test",
-                    "-addext", "subjectAltName=DNS:allowed.test,DNS:tunnel.test,IP:127.0.0.1",
+                    "-addext", "subjectAltName=DNS:allowed.test,DNS:tunnel.test,DNS:inject.test,IP:127.0.0.1",
                     "-keyout", key, "-out", cert], check=True, capture_output=True)
     www = os.path.join(tmp, "www")
     os.makedirs(www)
@@ -118,18 +121,26 @@ def start_egress(egress, tmp, upstream_ca, admin, reuse=True):
     with open(policy, "w") as f:
         f.write("version: 1\nmode: self-hosted\ninternal:\n"
                 "  - host: allowed.test\n    ports: any\n    inspect: true\n"
-                "  - host: tunnel.test\n    ports: any\n")
+                "  - host: tunnel.test\n    ports: any\n"
+                "  - host: inject.test\n    ports: any\n    inspect: true\n    inject:\n"
+                "      - {header: Authorization, value: \"Bearer {secret:bench_token}\"}\n")
+    secrets = os.path.join(tmp, "secrets")
+    os.makedirs(secrets, mode=0o700)
+    with open(os.open(os.path.join(secrets, "bench_token"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write("bench-" + os.urandom(16).hex())
     config = os.path.join(tmp, "egress.yaml")
     with open(config, "w") as f:
         f.write("dns:\n  hosts_file: false\n  servers: [\"127.0.0.1:%d\"]\n"
-                "  hosts:\n    allowed.test: [127.0.0.1]\n    tunnel.test: [127.0.0.1]\n" % free_port())
+                "  hosts:\n    allowed.test: [127.0.0.1]\n    tunnel.test: [127.0.0.1]\n    inject.test: [127.0.0.1]\n"
+                % free_port())
         f.write("log_level: warn\n")
         if not reuse:
             f.write("tls:\n  upstream_pool_size: 0\n")
     proc = subprocess.Popen([egress, "serve", "--config", config, "--policy", policy, "--audit-db",
                              os.path.join(tmp, "audit.db"), "--listen", "127.0.0.1:0", "--admin-listen", admin,
                              "--ca-cert", os.path.join(tmp, "certs", "ca.crt"),
-                             "--ca-key", os.path.join(tmp, "certs", "ca.key"), "--upstream-ca", upstream_ca],
+                             "--ca-key", os.path.join(tmp, "certs", "ca.key"), "--upstream-ca", upstream_ca,
+                             "--secrets-dir", secrets],
                             stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "egress.log"), "w"), text=True)
     deadline = time.time() + 15
     while time.time() < deadline:
@@ -207,6 +218,7 @@ def main():
             "direct": ("https://127.0.0.1:%d/1k" % port, None, None),
             "tunnel": ("https://tunnel.test:%d/1k" % port, proxy, egress.pid),
             "inspected": ("https://allowed.test:%d/1k" % port, proxy, egress.pid),
+            "injected": ("https://inject.test:%d/1k" % port, proxy, egress.pid),
         }
         if not options.no_reuse_run:
             # The same, with the upstream connection pool off: two full
@@ -238,7 +250,8 @@ def main():
                                    "p50_ms": result["latency_ms"]["p50"], "p99_ms": result["latency_ms"]["p99"]})
 
         latency = {}
-        latency_scenarios = [n for n in ("direct", "inspected", "no-reuse", "tunnel", "mitmproxy") if n in scenarios]
+        latency_scenarios = [n for n in ("direct", "inspected", "injected", "no-reuse", "tunnel", "mitmproxy")
+                             if n in scenarios]
         for name in latency_scenarios:
             url, via, _ = scenarios[name]
             result = subprocess.run([loadgen, "-url", url, "-c", "1", "-n", str(options.latency_requests),
@@ -277,6 +290,13 @@ def main():
                      latency["direct"]["p99"], added50, added99))
         print("\ncertificate cache: %d hits, %d misses; upstream TLS connections: %d opened, %d reused"
               % (hits, misses, opened, reused))
+        # Injection's cost over inspection alone: per round (the two ran back to back), then the median.
+        rate = statistics.median(i["rps"] / a for i, a in zip(runs["injected"], runs["inspected"]))
+        cpu = [i["cpu_us_per_req"] / a["cpu_us_per_req"] for i, a in zip(runs["injected"], runs["inspected"])
+               if i["cpu_us_per_req"] and a["cpu_us_per_req"]]
+        summary["injected"]["vs_inspected"] = {"conn_per_s": rate, "cpu": statistics.median(cpu) if cpu else None}
+        print("injected vs inspected (median of per-round ratios): connections/s %+.1f %%, egress CPU/conn %s"
+              % (100 * (rate - 1), "%+.1f %%" % (100 * (statistics.median(cpu) - 1)) if cpu else "-"))
         if "mitmproxy" in summary:
             for name in ("inspected", "no-reuse"):
                 if name in summary:

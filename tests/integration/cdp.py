@@ -156,9 +156,12 @@ class Browser:
         self.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'", timeout)
 
     def screenshot(self, path):
-        data = self.call("Page.captureScreenshot", format="png")["data"]
+        """Writes a PNG of the page to `path`; returns its size in bytes."""
+        data = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
-            f.write(base64.b64decode(data))
+            f.write(data)
+        return len(data) if data.startswith(b"\x89PNG") else 0
 
     def close(self):
         try:

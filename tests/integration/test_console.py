@@ -8,7 +8,8 @@ Without a session every page and the event stream answer 401, five wrong
 passwords rate-limit the source, and the cookie flags and security headers
 are checked. Attacker-chosen host, path and ALPN values with <script>,
 "><img onerror> and javascript: must show as text with no script run.
-Screenshots of each page go to docs/images/ (docs/console.md)."""
+Screenshots of each page go to the build directory's console-screenshots/,
+or to $EGRESS_SCREENSHOTS (docs/images/ to refresh docs/console.md's)."""
 import hashlib
 import http.client
 import json
@@ -22,8 +23,10 @@ import harness
 from harness import Egress, Upstream, curl
 
 SECRET = "console-test-secret-5a1f"
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-IMAGES = os.path.join(REPO, "docs", "images")
+def screenshot_path(name):
+    """Where the test writes a page's screenshot (harness.EGRESS is set once the test runs)."""
+    return os.path.join(os.environ.get("EGRESS_SCREENSHOTS") or
+                        os.path.join(os.path.dirname(harness.EGRESS), "console-screenshots"), name)
 
 POLICY = """\
 version: 1
@@ -128,7 +131,6 @@ def run(workdir, results):
     console = console_address(egress)
     base = "http://" + console
     check_unauthenticated(check, console)
-    os.makedirs(IMAGES, exist_ok=True)
 
     browser = cdp.Browser()
     try:
@@ -151,7 +153,7 @@ def run(workdir, results):
         browser.evaluate("{ const f = document.getElementById('f-role'); f.value = 'alpha'; f.dispatchEvent(new Event('input')); }")
         visible = browser.evaluate("[...document.querySelectorAll('#rows tr')].filter(tr => !tr.hidden).map(tr => tr.dataset.role)")
         check("filtering by role alpha hides beta's rows", visible and set(visible) == {"alpha"}, str(visible))
-        browser.screenshot(os.path.join(IMAGES, "console-live.png"))
+        check("screenshot console-live.png taken", browser.screenshot(screenshot_path("console-live.png")) > 1000)
         browser.evaluate("{ const f = document.getElementById('f-role'); f.value = ''; f.dispatchEvent(new Event('input')); }")
 
         # Attacker-chosen values travel through egress into the audit log.
@@ -219,7 +221,7 @@ def run(workdir, results):
         browser.navigate(base + "/summary?window=1h")
         totals = browser.wait_for("(n => n.length && n.map(e => [e.dataset.role, +e.dataset.requests, +e.dataset.refused]))"
                                   "([...document.querySelectorAll('.totals')])")
-        browser.screenshot(os.path.join(IMAGES, "console-summary.png"))
+        check("screenshot console-summary.png taken", browser.screenshot(screenshot_path("console-summary.png")) > 1000)
         for role in ["alpha", "beta"]:
             out = subprocess.run([harness.EGRESS, "audit", "stats", "--db", egress.db, "--since", "1h", "--role", role,
                                   "--format", "json"], capture_output=True, text=True, timeout=30)
@@ -237,7 +239,7 @@ def run(workdir, results):
         browser.navigate(base + "/rule?role=alpha&host=refused-alpha.test&port=%d&kind=http" % up.port)
         candidate = browser.wait_for("(e => e && e.textContent)(document.getElementById('candidate'))")
         diff = browser.evaluate("(e => e && e.textContent)(document.getElementById('diff'))")
-        browser.screenshot(os.path.join(IMAGES, "console-rule.png"))
+        check("screenshot console-rule.png taken", browser.screenshot(screenshot_path("console-rule.png")) > 1000)
         check("the rule page shows the diff deny -> allow for the refused kind (http)",
               diff and "(http, role alpha): deny" in diff and "-> allow" in diff, str(diff))
         path = os.path.join(workdir, "candidate.yaml")
@@ -261,13 +263,13 @@ def run(workdir, results):
         browser.navigate(base + "/health")
         chain = browser.wait_for("(e => e && e.textContent)(document.getElementById('chain'))")
         policy = browser.evaluate("(e => e && e.textContent)(document.getElementById('policy'))")
-        browser.screenshot(os.path.join(IMAGES, "console-health.png"))
+        check("screenshot console-health.png taken", browser.screenshot(screenshot_path("console-health.png")) > 1000)
         check("Health: the chain of the newest rows verifies", chain and chain.startswith("ok"), str(chain))
         check("Health: the policy file, its hash and last load are shown",
               policy and "policy.yaml" in policy and "sha256:" in policy and "loaded" in policy, str(policy))
         check("no attacker script ran anywhere", browser.evaluate("typeof " + MARKER) == "undefined")
         browser.navigate(base + "/login")
-        browser.screenshot(os.path.join(IMAGES, "console-login.png"))
+        check("screenshot console-login.png taken", browser.screenshot(screenshot_path("console-login.png")) > 1000)
     finally:
         browser.close()
         egress.stop()

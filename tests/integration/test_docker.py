@@ -81,11 +81,15 @@ TEST_OVERRIDE = """services:
       sandbox: {{ipv4_address: {reviewer_ip}}}
 networks:
   sandbox:
+    internal: true   # docker-compose 1.29 replaces the rendered definition whole: repeat it
     ipam:
       config: [{{subnet: {sandbox_subnet}}}]
   egress:
     external: true
     name: {internet}
+secrets:
+  egress-secrets:
+    file: {secrets}
 """
 
 
@@ -171,6 +175,14 @@ def deploy(d, check, workdir, mode, internet, stages, marker, token, with_bad_ca
     with open(os.path.join(policies, mode + ".yaml"), "w") as f:
         f.write(POLICY.format(mode=mode))
     os.chmod(mdir, 0o755)
+    # egress's secrets directory as the compose file asks: root:10001, 0750; a file 0640.
+    secrets_dir = os.path.join(mdir, "secrets")
+    os.mkdir(secrets_dir)
+    with open(os.path.join(secrets_dir, "hf_token"), "w") as f:
+        f.write("hf-" + secrets.token_hex(16) + "\n")
+    for path, mode_bits in ((secrets_dir, 0o750), (os.path.join(secrets_dir, "hf_token"), 0o640)):
+        os.chown(path, 0, 10001)
+        os.chmod(path, mode_bits)
     r = subprocess.run([harness.EGRESS, "sandbox", "render", "--mode", mode, "--target", "compose", "--out", mdir,
                         "--worker-service", "worker", "--worker-service", "reviewer"],
                        capture_output=True, text=True, timeout=30)
@@ -179,7 +191,8 @@ def deploy(d, check, workdir, mode, internet, stages, marker, token, with_bad_ca
     with open(override, "w") as f:
         f.write(TEST_OVERRIDE.format(policies=policies, ca=ca, egress_ip=EGRESS_IP, egress_out_ip=EGRESS_OUT_IP,
                                      worker_image=WORKER_IMAGE, coder_ip=CODER_IP, reviewer_ip=REVIEWER_IP,
-                                     sandbox_subnet=dockerharness.SANDBOX_SUBNET, internet=internet))
+                                     sandbox_subnet=dockerharness.SANDBOX_SUBNET, internet=internet,
+                                     secrets=secrets_dir))
     files = [os.path.join(REPO, "docker", "docker-compose.yml"), os.path.join(mdir, "docker-compose.sandbox.yml"),
              override]
     try:
@@ -206,6 +219,8 @@ def deploy(d, check, workdir, mode, internet, stages, marker, token, with_bad_ca
               any(m["Destination"] == "/etc/egress/policies" and not m["RW"] for m in e["Mounts"]) and
               any(m["Destination"] == "/var/lib/egress" and m["Type"] == "volume" for m in e["Mounts"]),
               str(e["Mounts"]))
+        check(mode + ": egress loaded its secret from the compose secret", "1 secret(s) loaded from "
+              "/run/secrets/egress-secrets" in logs.stdout + logs.stderr, (logs.stdout + logs.stderr)[-1500:])
         check(mode + ": egress serves the mode's policy", "/etc/egress/policies/%s.yaml" % mode in e["Args"] and
               mode in e["Args"], str(e["Args"]))
 
@@ -226,11 +241,12 @@ def deploy(d, check, workdir, mode, internet, stages, marker, token, with_bad_ca
                   ("denied.test", "deny") in [(x[2], x[3]) for x in mine], str(rows))
 
         code, fails, out = stages.run(mode + ": sandbox verify --compose-project", verify, d,
-                                      "--compose-project", project)
+                                      "--compose-project", project, "--secrets-dir", secrets_dir)
         check(mode + ": verify --compose-project passes", code == 0 and not fails, str(fails))
         for line in ("Docker daemon configured with runsc runtime", "AI workers using gVisor runtime",
                      "Network isolation enabled (internal network)", "DNS resolution disabled for workers",
-                     "Logging and monitoring configured", "Egress proxy path (allowed 200, denied 403)"):
+                     "Logging and monitoring configured", "Egress proxy path (allowed 200, denied 403)",
+                     "Secrets not visible to workers"):
             check(mode + ": verify [PASS] " + line, "[PASS] " + line in out)
         if with_bad_cases:
             stages.run(mode + ": verify's two bad cases", bad_cases, d, check, project, files, mdir, coder)

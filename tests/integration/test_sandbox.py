@@ -37,6 +37,12 @@ roles:
     internal:
       - host: hf.test
         ports: any
+      - host: secret.test
+        ports: any
+        allow_plaintext: true   # the upstream is plain HTTP; the worker has no CA to trust
+        inject:
+          - header: Authorization
+            value: "Bearer {secret:hf_token}"
   ai_worker:
     sources: [10.213.242.0/24]
     internal:
@@ -73,6 +79,27 @@ out["uid"] = os.getuid()
 print(json.dumps(out), flush=True)
 print("to stderr", file=sys.stderr, flush=True)
 sys.exit(int(sys.argv[4]))
+"""
+
+# Runs inside the sandbox of role comfyui: fetches the protected resource
+# with curl and urllib (neither sends a credential) and dumps what a worker
+# could read of its own environment and of egress's secrets directory.
+SECRET_WORKER = r"""
+import json, os, subprocess, sys, urllib.request
+url, secrets_dir = sys.argv[1], sys.argv[2]
+out = {"curl": subprocess.run(["curl", "-s", "-w", " %{http_code}", "--max-time", "5", url],
+                              capture_output=True, text=True).stdout}
+try:
+    out["urllib"] = urllib.request.urlopen(url, timeout=5).read().decode()
+except Exception as e:
+    out["urllib"] = repr(e)
+out["env"] = dict(os.environ)
+out["proc_environ"] = open("/proc/self/environ", "rb").read().decode(errors="replace")
+try:
+    out["secrets_dir"] = os.listdir(secrets_dir)
+except OSError as e:
+    out["secrets_dir"] = "error " + str(e.errno)
+print(json.dumps(out), flush=True)
 """
 
 SECCOMP_PROBE = r"""
@@ -158,19 +185,20 @@ def leftovers(instance, namespaces):
     return left
 
 
-def start_egress(workdir, port):
-    """egress serve on PROXY_IP:port with static names for the two upstreams."""
+def start_egress(workdir, port, secrets_dir):
+    """egress serve on PROXY_IP:port with static names for the upstreams."""
     policy = os.path.join(workdir, "policy.yaml")
     with open(policy, "w") as f:
         f.write(POLICY)
     config = os.path.join(workdir, "egress.yaml")
     with open(config, "w") as f:
         f.write("dns:\n  hosts_file: false\n  servers: [\"127.0.0.1:%d\"]\n  timeout: 500ms\n  hosts:\n"
-                "    hf.test: [%s]\n    gh.test: [%s]\n" % (harness.free_port(), UP_IP, UP_IP))
+                "    hf.test: [%s]\n    gh.test: [%s]\n    secret.test: [%s]\n" % (harness.free_port(), UP_IP, UP_IP, UP_IP))
     db = os.path.join(workdir, "audit.db")
     log = open(os.path.join(workdir, "egress.log"), "w")
     proc = subprocess.Popen([harness.EGRESS, "serve", "--config", config, "--policy", policy, "--audit-db", db,
-                             "--listen", "%s:%d" % (PROXY_IP, port), "--threads", "2", "--admin-listen", "off"],
+                             "--listen", "%s:%d" % (PROXY_IP, port), "--threads", "2", "--admin-listen", "off",
+                             "--secrets-dir", secrets_dir],
                             stdout=subprocess.PIPE, stderr=log, text=True)
     deadline = time.time() + 15
     while time.time() < deadline:
@@ -198,21 +226,32 @@ def run(workdir, results):
         sh("ip", "-n", NS, "addr", "add", UP_IP + "/30", "dev", "eth0")
         sh("ip", "-n", NS, "link", "set", "eth0", "up")
         sh("ip", "-n", NS, "link", "set", "lo", "up")
+        # egress's secrets directory, and the one secret: root's, 0600, in a 0700 directory.
+        secrets_dir = os.path.join(workdir, "secrets")
+        os.mkdir(secrets_dir, 0o700)
+        secret = os.urandom(16).hex()
+        with open(os.open(os.path.join(secrets_dir, "hf_token"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(secret + "\n")
+        # /secret wants the injected credential (read from the secrets file, not argv); the rest answers "ok".
         upstream = subprocess.Popen(
             ["ip", "netns", "exec", NS, "python3", "-c",
              "import http.server as h\n"
+             "want = 'Bearer ' + open(%r).read().strip()\n"
              "class H(h.BaseHTTPRequestHandler):\n"
              "  def do_GET(s):\n"
-             "    s.send_response(200); s.send_header('Content-Length','2'); s.end_headers(); s.wfile.write(b'ok')\n"
+             "    ok = s.path != '/secret' or s.headers.get('Authorization') == want\n"
+             "    body = (b'granted' if s.path == '/secret' else b'ok') if ok else b'no credential'\n"
+             "    s.send_response(200 if ok else 401); s.send_header('Content-Length', str(len(body)))\n"
+             "    s.end_headers(); s.wfile.write(body)\n"
              "  def log_message(s,*a): pass\n"
-             "h.HTTPServer(('%s', 8080), H).serve_forever()\n" % UP_IP],
+             "h.HTTPServer(('%s', 8080), H).serve_forever()\n" % (os.path.join(secrets_dir, "hf_token"), UP_IP)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         setup = sh(harness.EGRESS, "sandbox", "setup", "--proxy", proxy, check=False)
         check("sandbox setup puts the proxy address in place", setup.returncode == 0, setup.stderr)
-        egress, policy, db = start_egress(workdir, port)
+        egress, policy, db = start_egress(workdir, port, secrets_dir)
 
-        def sandbox_run(role, *command, extra=()):
+        def sandbox_run(role, *command, extra=("--secrets-dir", secrets_dir)):
             return subprocess.Popen([harness.EGRESS, "sandbox", "run", "--policy", policy, "--role", role,
                                      "--proxy", proxy, "--timeout", "60s", *extra, "--", *command],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -244,6 +283,25 @@ def run(workdir, results):
             check("%s: setuid(0) fails, uid 65534" % role, r["setuid"] != 0 and r["uid"] == 65534, str(r))
         check("nothing was written to the host's /", not os.path.exists("/egress-it-write"))
 
+        # -- a credential the worker never holds --
+        p = sandbox_run("comfyui", "python3", "-c", SECRET_WORKER, "http://secret.test:8080/secret", secrets_dir)
+        out, err = p.communicate(timeout=60)
+        try:
+            r = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            r = {}
+        check("injecting rule: curl in the sandbox, sending no credential, gets the protected resource",
+              r.get("curl") == "granted 200", out + err)
+        check("injecting rule: python urllib too", r.get("urllib") == "granted", out + err)
+        check("the secrets directory is empty in the worker (an empty tmpfs covers it)", r.get("secrets_dir") == [],
+              str(r.get("secrets_dir")))
+        check("the value is not in the worker's environment, /proc/self/environ or anything it printed",
+              r and secret not in out + err, "found" if secret in out + err else out + err)
+        no_cred = sandbox_run("ai_worker", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                              "http://secret.test:8080/secret")
+        out, err = no_cred.communicate(timeout=60)
+        check("a role without the rule is refused (403) and gets no credential", out.strip() == "403", out + err)
+
         # -- the audit log names each worker's role --
         rows = []
         deadline = time.time() + 5
@@ -267,16 +325,26 @@ def run(workdir, results):
                   for r in rows), str(rows))
 
         # -- `sandbox verify` against this running deployment (--policy mode) --
-        def verify(allowed, denied):
+        def verify(allowed, denied, *extra):
             return subprocess.run([harness.EGRESS, "sandbox", "verify", "--policy", policy, "--role", "comfyui",
-                                   "--proxy", proxy, "--allowed-url", allowed, "--denied-url", denied],
-                                  capture_output=True, text=True, timeout=120)
-        good = verify("http://hf.test:8080/", "http://gh.test:8080/")
+                                   "--proxy", proxy, "--allowed-url", allowed, "--denied-url", denied,
+                                   "--secrets-dir", secrets_dir, *extra],
+                                  capture_output=True, text=True, timeout=150)
+        good = verify("http://secret.test:8080/secret", "http://gh.test:8080/")
         print(good.stdout)
         check("verify --policy --role comfyui on the running egress: exit 0, no FAIL",
               good.returncode == 0 and "[FAIL]" not in good.stdout, good.stdout + good.stderr)
-        check("verify --policy: the proxy path line passes with the role's URLs",
+        check("verify --policy: the proxy path line passes with the role's URLs (the allowed one needs the injection)",
               re.search(r"\[PASS\] Egress proxy path", good.stdout) is not None, good.stdout)
+        check("verify --policy --secrets-dir: the secrets line passes, having searched files",
+              re.search(r"\[PASS\] Secrets not visible to workers\n\s+1 secret\(s\) searched for .* and [1-9]\d* readable "
+                        r"files: not found", good.stdout) is not None, good.stdout)
+        leak = verify("http://secret.test:8080/secret", "http://gh.test:8080/", "--break", "secret-in-env")
+        check("verify with the secret put in the worker's environment: exit 1, the secrets line fails naming it",
+              leak.returncode == 1 and re.search(r"\[FAIL\] Secrets not visible to workers\n.*hf_token in the "
+                                                 r"environment \(EGRESS_VERIFY_LEAKED\)", leak.stdout) is not None,
+              leak.stdout + leak.stderr)
+        check("verify's output never holds the value", secret not in good.stdout + good.stderr + leak.stdout + leak.stderr)
         swapped = verify("http://gh.test:8080/", "http://hf.test:8080/")
         check("verify --policy with the URLs swapped (comfyui may not reach gh.test): exit 1, the proxy path fails",
               swapped.returncode == 1 and re.search(r"\[FAIL\] Egress proxy path", swapped.stdout) is not None,

@@ -49,6 +49,23 @@ TEST_CASE("the worker spec: uid 65534, no capabilities, no new privileges, read-
   for (const auto& e : env) CHECK(std::string_view(e.as_string()).find("NO_PROXY") == std::string_view::npos);
 }
 
+TEST_CASE("the worker spec: a hidden directory (egress's secrets) is covered by an empty read-only tmpfs", "[sandbox]") {
+  auto s = sample();
+  s.hidden_dirs = {"/etc/egress/secrets"};
+  int covered = 0;
+  const auto hidden = json::parse(render_oci_spec(s));
+  for (const auto& m : hidden.at("mounts").as_array()) {
+    const auto& o = m.as_object();
+    if (o.at("destination").as_string() != "/etc/egress/secrets") continue;
+    ++covered;
+    CHECK(o.at("type").as_string() == "tmpfs");
+    CHECK(has(o.at("options").as_array(), "ro"));
+  }
+  CHECK(covered == 1);
+  const auto plain = json::parse(render_oci_spec(sample()));
+  for (const auto& m : plain.at("mounts").as_array()) CHECK(m.at("destination").as_string() != "/etc/egress/secrets");
+}
+
 TEST_CASE("the worker spec: tmpfs /tmp, read-only binds, its network namespace, cgroup limits", "[sandbox]") {
   const auto spec = json::parse(render_oci_spec(sample())).as_object();
   bool tmp = false, resolv = false;

@@ -236,3 +236,42 @@ TEST_CASE("k8s: the egress Deployment replicates to PostgreSQL, DSN from a Secre
   CHECK(docs[2]["kind"].as<std::string>() == "NetworkPolicy");
   CHECK(docs[2]["spec"]["egress"][0]["ports"][0]["port"].as<int>() == 5432);
 }
+
+TEST_CASE("k8s: the credentials Secret is mounted into egress's pods, read-only, and egress reads it", "[sandbox]") {
+  const auto deploy = YAML::LoadAll(render_k8s_deployment({}).text)[0];
+  const auto pod = deploy["spec"]["template"]["spec"];
+  const auto c = pod["containers"][0];
+  CHECK(has_item(c["args"], "--secrets-dir"));
+  CHECK(has_item(c["args"], "/etc/egress/secrets"));
+  bool mounted = false;
+  for (const auto& m : c["volumeMounts"])
+    if (m["name"].as<std::string>() == "credentials")
+      mounted = m["mountPath"].as<std::string>() == "/etc/egress/secrets" && m["readOnly"].as<bool>();
+  CHECK(mounted);
+  bool volume = false;
+  for (const auto& v : pod["volumes"])
+    if (v["name"].as<std::string>() == "credentials")
+      volume = v["secret"]["secretName"].as<std::string>() == "egress-secrets" && v["secret"]["defaultMode"].as<std::string>() == "0440";
+  CHECK(volume);
+}
+
+TEST_CASE("compose: the secrets go to egress only; no worker gets them or a volume of them", "[sandbox]") {
+  for (auto mode : {egress::policy::Mode::Production, egress::policy::Mode::SelfHosted, egress::policy::Mode::Developer}) {
+    RenderOptions o;
+    o.mode = mode;
+    o.worker_services = {"worker", "comfyui"};
+    const auto doc = YAML::Load(render_compose_override(o));
+    for (const auto& service : doc["services"]) {
+      const auto name = service.first.as<std::string>();
+      CAPTURE(name);
+      if (name == "egress") {
+        CHECK(has_item(service.second["secrets"], "egress-secrets"));
+        CHECK(has_item(service.second["command"], "/run/secrets/egress-secrets"));
+        continue;
+      }
+      CHECK(!service.second["secrets"]);
+      for (const auto& volume : service.second["volumes"]) CHECK(volume.as<std::string>().find("secrets") == std::string::npos);
+    }
+    CHECK(doc["secrets"]["egress-secrets"]["file"].as<std::string>() == "./secrets");
+  }
+}

@@ -28,6 +28,7 @@ struct WorkerSpec {
   std::uint32_t uid = 65534, gid = 65534;
   std::string tmp_size = "64m";
   std::vector<BindMount> read_only_binds;  // e.g. resolv.conf, hosts
+  std::vector<std::string> hidden_dirs;     // covered by an empty read-only tmpfs (egress's secrets directory)
   std::string seccomp_profile_json;        // "" = none; else a profile as render_seccomp() writes
 };
 

@@ -35,6 +35,7 @@ struct RenderOptions {
   std::string apparmor_name = "egress-worker";
   int replicas = 2;                            // k8s: egress Deployment replicas
   std::string audit_secret = "egress-audit-db";  // k8s: Secret with the central store's dsn and password
+  std::string credentials_secret = "egress-secrets";  // k8s: the credentials egress injects (docs/secrets.md)
 };
 
 /// One rendered file: its name inside --out and its text.

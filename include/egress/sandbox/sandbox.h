@@ -72,7 +72,7 @@ std::optional<std::uint64_t> parse_size(std::string_view text);
 
 enum class Output { PassThrough, Capture };
 /// Deliberate weakening, for `sandbox verify`'s own test only.
-enum class Breakage { None, DefaultRoute };
+enum class Breakage { None, DefaultRoute, SecretInEnv };
 
 struct RunOptions {
   std::string policy_file;
@@ -84,6 +84,7 @@ struct RunOptions {
   std::chrono::milliseconds timeout{0};  // 0 = none
   std::vector<std::string> env;          // extra KEY=VALUE
   std::vector<BindMount> binds;          // extra read-only binds
+  std::string secrets_dir;               // egress's: hidden from the worker, never bound into it
   std::string platform;                  // runsc --platform; "" = runsc's default
   std::string seccomp_profile_json;      // "" = none
   std::vector<std::string> command;

@@ -21,6 +21,7 @@ struct VerifyOptions {
   ProxyEndpoint proxy = *ProxyEndpoint::parse(kDefaultProxy);
   std::string allowed_url, denied_url;  // operator mode: URLs expected to get 200 / 403
   std::string rootfs = "/";
+  std::string secrets_dir;  // egress's: hidden from the probe's sandbox, and searched for in it
   Breakage breakage = Breakage::None;
 };
 
@@ -41,6 +42,8 @@ struct DockerVerifyOptions {
   std::string upstream;               // IP:PORT a worker must not reach directly (default: egress's other leg)
   std::string allowed_url, denied_url;
   std::string role;                   // the role the audit rows must name (default: any, but one)
+  std::string secrets_dir;            // egress's secrets on this host: searched for in every worker
+  Breakage breakage = Breakage::None;
 };
 
 /// Returns 0 when no line failed, 1 when one did; throws SandboxError when
