@@ -18,6 +18,8 @@
 #include "egress/audit/replicator.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 
 #include "audit/log_impl.h"
@@ -27,6 +29,9 @@
 #include "egress/audit/store.h"
 
 namespace egress::audit {
+
+// The shipper thread's nice value (19: the lowest priority a thread can give itself).
+constexpr int kShipperNice = 19;
 
 struct Replicator::Impl {
   explicit Impl(ReplicationOptions o) : options(std::move(o)), target(redact_dsn(options.dsn)) {}
@@ -136,6 +141,10 @@ void Replicator::Impl::wait_backoff(std::chrono::milliseconds d) {
 
 void Replicator::Impl::run() {
   pthread_setname_np(pthread_self(), "egress-ship");
+  // Shipping never gates a request, so it yields the CPU to the threads that
+  // serve workers: at full load the backlog grows (locally, nothing is lost)
+  // and drains when the load falls. nice applies per thread on Linux.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kShipperNice);
   auto backoff = std::chrono::milliseconds(500);
   for (;;) {
     {

@@ -291,7 +291,7 @@ def main():
         print("\ncertificate cache: %d hits, %d misses; upstream TLS connections: %d opened, %d reused"
               % (hits, misses, opened, reused))
         # Injection's cost over inspection alone: per round (the two ran back to back), then the median.
-        rate = statistics.median(i["rps"] / a for i, a in zip(runs["injected"], runs["inspected"]))
+        rate = statistics.median(i["rps"] / a["rps"] for i, a in zip(runs["injected"], runs["inspected"]))
         cpu = [i["cpu_us_per_req"] / a["cpu_us_per_req"] for i, a in zip(runs["injected"], runs["inspected"])
                if i["cpu_us_per_req"] and a["cpu_us_per_req"]]
         summary["injected"]["vs_inspected"] = {"conn_per_s": rate, "cpu": statistics.median(cpu) if cpu else None}

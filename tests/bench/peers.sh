@@ -77,15 +77,19 @@ trap 'stop_all; rm -rf "$work"' EXIT
 
 instances=("egress 13129 19129")
 start_egress egress 13129 19129
-proxies=("egress=127.0.0.1:13129" --log "egress=$work/egress/egress.log" --pid "egress=${pids[0]}")
+# The harness takes every NAME=HOST:PORT before its options.
+proxies=("egress=127.0.0.1:13129")
+options=(--log "egress=$work/egress/egress.log" --pid "egress=${pids[0]}")
 if ((replicate)); then
   instances+=("egress-repl 13130 19130")
   start_egress egress-repl 13130 19130 --audit-replicate-to "$EGRESS_BENCH_PG_DSN" --audit-replica bench
-  proxies+=("egress-repl=127.0.0.1:13130" --log "egress-repl=$work/egress-repl/egress.log" --pid "egress-repl=${pids[1]}")
+  proxies+=("egress-repl=127.0.0.1:13130")
+  options+=(--log "egress-repl=$work/egress-repl/egress.log" --pid "egress-repl=${pids[1]}")
 fi
 
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-bash "$harness/peers.sh" --out "$out/peers-$stamp.jsonl" "${proxies[@]}" "$@" | tee "$out/peers-$stamp.txt"
+bash "$harness/peers.sh" "${proxies[@]}" --out "$out/peers-$stamp.jsonl" "${options[@]}" "$@" |
+  tee "$out/peers-$stamp.txt"
 
 # One decision event per request: each instance's own counter (/metrics) and
 # the harness's request counts against its committed audit rows; with
