@@ -6,12 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+# Each stage's wall time goes to the log, so CI's budget (30 min on 2 cores)
+# can be read from it stage by stage.
+stage_start=$SECONDS
+stage() { echo "test.sh: stage '$1' took $((SECONDS - stage_start)) s (total $SECONDS s)"; stage_start=$SECONDS; }
 scripts/install-deps.sh --test
+stage install
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
+stage build
 # The Docker test (label docker) does not pass end to end yet: docs/docker.md.
 (cd build && ctest --output-on-failure -j"$jobs" -LE docker)
+stage suite
 
 # The unit tests once more under AddressSanitizer + UBSan, built by clang in
 # the fuzzing build (build-fuzz: every library instrumented for ASan, UBSan
@@ -24,4 +31,6 @@ unit_targets=$(cd build-fuzz && ctest -N -L unit | sed -n 's/.*Test *#[0-9]*: un
 cmake --build build-fuzz -j"$jobs" --target $unit_targets
 (cd build-fuzz && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --output-on-failure -L unit -j"$jobs")
+stage "sanitizer build and unit tests"
 tests/fuzz/run.sh 15
+stage fuzz
