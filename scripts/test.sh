@@ -16,8 +16,13 @@ stage install
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
 stage build
-# The Docker test (label docker) does not pass end to end yet: docs/docker.md.
-(cd build && ctest --output-on-failure -j"$jobs" -LE docker)
+# The Docker test (label docker) passes end to end but takes about 14 min,
+# 10 of them compiling egress a third time inside docker/Dockerfile's build
+# stage: with it CI would take about 48 min, so it runs only when asked
+# (EGRESS_TEST_DOCKER=1 scripts/test.sh, or ctest -L docker): docs/docker.md.
+docker_label=(-LE docker)
+if [[ "${EGRESS_TEST_DOCKER:-0}" == 1 ]]; then docker_label=(); fi
+(cd build && ctest --output-on-failure -j"$jobs" "${docker_label[@]}")
 stage suite
 
 # The unit tests once more under AddressSanitizer + UBSan, built by clang in
