@@ -169,8 +169,9 @@ if SECRETS:
     def look(where, data):
         for tok in [data.strip()] + data.splitlines() + re.split(rb"[\s=:,;\"']+", data):
             tok = tok.strip()
-            if len(tok) in lengths and (len(tok), hashlib.sha256(tok).hexdigest()) in want:
-                found.append("%s in %s" % (want[(len(tok), hashlib.sha256(tok).hexdigest())], where)); return
+            name = want.get((len(tok), hashlib.sha256(tok).hexdigest())) if len(tok) in lengths else None
+            if name:
+                found.append("%s in %s" % (name, where)); return
     for k, v in os.environ.items():
         look("the environment (%s)" % k, v.encode())
     for d in os.listdir("/proc"):
@@ -199,7 +200,8 @@ if SECRETS:
                     files += 1
                     look(p, data)
         return ""
-    # Mounts are how a secrets directory would get in: searched to the end.
+    # Mounts are how a secrets directory would get in: searched whole (a
+    # search cut short after 20 s fails the line).
     mounts = [l.split()[1] for l in open("/proc/self/mounts")]
     cut = walk([m for m in mounts if m != "/" and m.split("/")[1] not in ("proc", "sys", "dev")], 20)
     # The usual places in the root filesystem: as far as 15 s go.

@@ -62,7 +62,6 @@ std::string read_value(const std::string& path, std::string& problem) {
 
 SecretStore SecretStore::load(const std::string& dir) {
   SecretStore store;
-  store.dir_ = dir;
   std::error_code ec;
   std::filesystem::directory_iterator entries(dir, ec);
   if (ec) throw SecretsError("cannot read the secrets directory " + dir + ": " + ec.message());

@@ -48,11 +48,9 @@ class SecretStore {
   /// The value, or nullptr when there is no such secret.
   const std::string* find(std::string_view name) const;
   std::vector<std::string> names() const;
-  const std::string& dir() const { return dir_; }
 
  private:
   std::map<std::string, std::string, std::less<>> values_;
-  std::string dir_;
 };
 
 using SecretsSnapshot = std::shared_ptr<const SecretStore>;
