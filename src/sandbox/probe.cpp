@@ -9,6 +9,7 @@
 #include "egress/policy/policy.h"
 
 namespace egress::sandbox {
+namespace {
 
 std::string secret_fingerprints(const secrets::SecretStore& store) {
   std::string out;
@@ -20,6 +21,8 @@ std::string secret_fingerprints(const secrets::SecretStore& store) {
   }
   return out;
 }
+
+}  // namespace
 
 SecretSearch secret_search(const std::string& secrets_dir, Breakage breakage) {
   if (secrets_dir.empty())

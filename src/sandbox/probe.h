@@ -2,9 +2,8 @@
 // 65534). It prints one line per check: CHECK|id|PASS/FAIL|detail.
 #pragma once
 
-#include <string>
-
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "egress/sandbox/sandbox.h"
@@ -15,12 +14,10 @@ namespace egress::sandbox {
 
 extern const char* const kProbeScript;
 
-/// The probe's V_SECRETS: "name:length:sha256hex;" per secret, so the probe
-/// recognises a value in the worker without ever being given one.
-std::string secret_fingerprints(const secrets::SecretStore& store);
-
 /// How verify searches a worker for the secrets in `secrets_dir`: the probe
-/// environment to add (KEY=VALUE), or, when no search can run, the
+/// environment to add (KEY=VALUE; V_SECRETS is "name:length:sha256hex;" per
+/// secret, so the probe recognises a value without ever being given one),
+/// or, when no search can run, the
 /// checklist line saying why. Throws SandboxError when the directory is
 /// refused (as serve would refuse it).
 struct SecretSearch {

@@ -149,7 +149,7 @@ Line audit_line(const DockerVerifyOptions& o, const std::string& egress, const j
 
 // One worker's checklist lines (the daemon-wide ones are added by the caller).
 Checklist worker_checklist(const DockerVerifyOptions& o, const std::string& worker, const Deployment& d,
-                           const json::value& egress_inspect) {
+                           const json::value& egress_inspect, const SecretSearch& secrets) {
   const auto inspect = docker_json(o, {"inspect", "--type", "container", worker}).as_array().at(0);
   const auto& host = at(inspect, {"HostConfig"});
   const auto nets = addresses(inspect);
@@ -189,7 +189,6 @@ Checklist worker_checklist(const DockerVerifyOptions& o, const std::string& work
       {"V_PID1_CMD", pid1}, {"V_HOST_MARKER", marker}, {"V_DNS_NAME", "outside-name.example"}};
   std::vector<std::string> exec{o.docker, "exec"};
   for (const auto& [key, value] : env) exec.insert(exec.end(), {"-e", std::string(key).append("=").append(value)});
-  const SecretSearch secrets = secret_search(o.secrets_dir, o.breakage);
   for (const auto& entry : secrets.probe_env) exec.insert(exec.end(), {"-e", entry});
   exec.insert(exec.end(), {worker, "python3", "-c", kProbeScript});
   const auto r = run_command(exec, 120s);
@@ -263,10 +262,11 @@ int run_verify_docker(const DockerVerifyOptions& o, std::ostream& out) {
   const json::value egress_inspect =
       d.egress.empty() ? json::value(json::object()) : docker_json(o, {"inspect", "--type", "container", d.egress}).as_array().at(0);
 
+  const SecretSearch secrets = secret_search(o.secrets_dir, o.breakage);  // the directory is read once
   // Each line over every worker: FAIL if it failed for one, details by worker.
   Checklist merged;
   for (const auto& worker : d.workers) {
-    const auto lines = worker_checklist(o, worker, d, egress_inspect);
+    const auto lines = worker_checklist(o, worker, d, egress_inspect, secrets);
     for (std::size_t i = 0; i < lines.size(); ++i) {
       if (merged.size() <= i) merged.push_back({lines[i].first, {lines[i].second.verdict, ""}});
       auto& line = merged[i].second;
