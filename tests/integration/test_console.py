@@ -179,8 +179,12 @@ def run(workdir, results):
               str([(r["host"], r["alpn"], r["reason"]) for r in rows]))
         alpn_row = next((r for r in rows if "<script>" in (r["alpn"] or "")), None)
         check("the attack values reached the audit log", len(rows) >= 2, str([(r["host"], r["path"]) for r in rows]))
-        shown = browser.wait_for("[...document.querySelectorAll('#rows td')].filter(td => td.textContent.includes('<script>') "
-                                 "|| td.textContent.includes('onerror=')).length", timeout=3)
+        # Wait for both rows (wait_for returns at the first truthy value, and
+        # the rows arrive one by one), then report how many there are.
+        attack_cells = ("[...document.querySelectorAll('#rows td')].filter(td => td.textContent.includes('<script>') "
+                        "|| td.textContent.includes('onerror=')).length")
+        browser.wait_for(attack_cells + " >= 2", timeout=3)
+        shown = browser.evaluate(attack_cells)
         check("Live shows <script> and onerror values as text", shown and shown >= 2, str(shown))
         check("no element came from worker data (no img/script in the rows)",
               browser.evaluate("document.querySelectorAll('#rows img, #rows script, #rows iframe').length") == 0)
