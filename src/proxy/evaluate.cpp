@@ -13,9 +13,9 @@ namespace {
 namespace asio = boost::asio;
 using policy::Reason;
 
-ParsedTarget refuse(Reason reason, std::string error) {
+ParsedTarget refuse(Reason reason, std::string error, int status = 400) {
   ParsedTarget out;
-  out.status = 400;
+  out.status = status;
   out.reason = reason;
   out.error = std::move(error);
   return out;
@@ -38,6 +38,50 @@ Reason reason_for(dns::ResolveStatus status) {
     default:
       return Reason::DnsFailure;
   }
+}
+
+/// Splits a Host header value into host and optional port ("h", "h:8443",
+/// "[::1]:8443"); false when it is not of that shape.
+bool split_host_header(std::string_view value, std::string_view& host, std::optional<std::uint16_t>& port) {
+  std::string_view port_text;
+  if (value.starts_with('[')) {
+    const auto close = value.find(']');
+    if (close == std::string_view::npos) return false;
+    host = value.substr(0, close + 1);
+    const auto rest = value.substr(close + 1);
+    if (!rest.empty() && !rest.starts_with(':')) return false;
+    port_text = rest.empty() ? rest : rest.substr(1);
+  } else {
+    const auto colon = value.find(':');
+    host = value.substr(0, colon);
+    if (colon != std::string_view::npos) port_text = value.substr(colon + 1);
+    if (port_text.find(':') != std::string_view::npos) return false;
+  }
+  if (port_text.empty()) return !host.empty();
+  unsigned number = 0;
+  for (const char c : port_text) {
+    if (c < '0' || c > '9' || number > 65535) return false;
+    number = number * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (number == 0 || number > 65535) return false;
+  port = static_cast<std::uint16_t>(number);
+  return !host.empty();
+}
+
+/// "" when `authority` (a Host header or an absolute URI's host[:port])
+/// names the tunnel's host; otherwise why not.
+std::string authority_mismatch(std::string_view authority, const policy::Target& tunnel) {
+  std::string_view host;
+  std::optional<std::uint16_t> port;
+  if (!split_host_header(authority, host, port)) return "'" + std::string(authority) + "' is not a host[:port]";
+  const auto normalized = policy::normalize_host(host);
+  if (!normalized.host || normalized.host->host != tunnel.host.host) {
+    return "Host '" + std::string(authority) + "' but the tunnel's TLS server name is " + tunnel.host.host;
+  }
+  if (port && *port != tunnel.port) {
+    return "Host '" + std::string(authority) + "' but the tunnel goes to port " + std::to_string(tunnel.port);
+  }
+  return {};
 }
 
 }  // namespace
@@ -197,6 +241,43 @@ policy::Decision decide_inspected(const policy::Policy& policy, const RequestTar
   if (!decision.needs_addresses) return decision;
   const policy::IpAddress address = to_policy_address(upstream);
   return policy.check_addresses(decision, args, std::span<const policy::IpAddress>(&address, 1));
+}
+
+ParsedTarget parse_inspected_target(std::string_view request_target, std::string_view host_header, unsigned version,
+                                    const policy::Target& tunnel) {
+  RequestTarget out;
+  out.kind = policy::RequestKind::Inspected;
+  out.scheme = "https";
+  out.target = tunnel;
+  out.raw_host = tunnel.host.host;
+  boost::urls::url_view url;
+  if (request_target.starts_with('/')) {
+    const auto parsed = boost::urls::parse_origin_form(request_target);
+    if (!parsed) return refuse(Reason::BadRequest, "the request target is not a valid path");
+    url = *parsed;
+  } else {
+    const auto parsed = boost::urls::parse_absolute_uri(request_target);
+    if (!parsed) return refuse(Reason::BadRequest, "the request target is neither a path nor an https URL");
+    url = *parsed;
+    if (url.scheme_id() != boost::urls::scheme::https || !url.has_authority() || url.has_userinfo()) {
+      return refuse(Reason::BadRequest, "an absolute request target in an HTTPS tunnel must be https://host/…");
+    }
+    if (!url.encoded_path().empty() && !url.encoded_path().starts_with('/')) {
+      return refuse(Reason::BadRequest, "the request target is not a valid https URL");
+    }
+    if (auto why = authority_mismatch(url.encoded_authority(), tunnel); !why.empty()) {
+      return refuse(Reason::HostMismatch, std::move(why), 421);
+    }
+  }
+  if (host_header.empty()) {
+    if (version >= 11) return refuse(Reason::BadRequest, "an HTTP/1.1 request needs a Host header");
+  } else if (auto why = authority_mismatch(host_header, tunnel); !why.empty()) {
+    return refuse(Reason::HostMismatch, std::move(why), 421);
+  }
+  set_path_and_origin_form(out, url);
+  ParsedTarget result;
+  result.request = std::move(out);
+  return result;
 }
 
 }  // namespace egress::proxy

@@ -6,12 +6,9 @@
 
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/flat_stream.hpp>
-#include <boost/url/parse.hpp>
-#include <boost/url/url_view.hpp>
 
 #include "proxy/audit_events.h"
 #include "proxy/head_reader.h"
-#include "proxy/origin_form.h"
 #include "proxy/http_rules.h"
 #include "proxy/injection.h"
 #include "proxy/relay.h"
@@ -23,58 +20,6 @@ namespace {
 using namespace asio::experimental::awaitable_operators;
 using policy::Reason;
 using policy::status_for;
-
-ParsedTarget refuse_target(int status, Reason reason, std::string error) {
-  ParsedTarget out;
-  out.status = status;
-  out.reason = reason;
-  out.error = std::move(error);
-  return out;
-}
-
-/// Splits a Host header value into host and optional port ("h", "h:8443",
-/// "[::1]:8443"); false when it is not of that shape.
-bool split_host_header(std::string_view value, std::string_view& host, std::optional<std::uint16_t>& port) {
-  std::string_view port_text;
-  if (value.starts_with('[')) {
-    const auto close = value.find(']');
-    if (close == std::string_view::npos) return false;
-    host = value.substr(0, close + 1);
-    const auto rest = value.substr(close + 1);
-    if (!rest.empty() && !rest.starts_with(':')) return false;
-    port_text = rest.empty() ? rest : rest.substr(1);
-  } else {
-    const auto colon = value.find(':');
-    host = value.substr(0, colon);
-    if (colon != std::string_view::npos) port_text = value.substr(colon + 1);
-    if (port_text.find(':') != std::string_view::npos) return false;
-  }
-  if (port_text.empty()) return !host.empty();
-  unsigned number = 0;
-  for (const char c : port_text) {
-    if (c < '0' || c > '9' || number > 65535) return false;
-    number = number * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (number == 0 || number > 65535) return false;
-  port = static_cast<std::uint16_t>(number);
-  return !host.empty();
-}
-
-/// "" when `authority` (a Host header or an absolute URI's host[:port])
-/// names the tunnel's host; otherwise why not.
-std::string authority_mismatch(std::string_view authority, const policy::Target& tunnel) {
-  std::string_view host;
-  std::optional<std::uint16_t> port;
-  if (!split_host_header(authority, host, port)) return "'" + std::string(authority) + "' is not a host[:port]";
-  const auto normalized = policy::normalize_host(host);
-  if (!normalized.host || normalized.host->host != tunnel.host.host) {
-    return "Host '" + std::string(authority) + "' but the tunnel's TLS server name is " + tunnel.host.host;
-  }
-  if (port && *port != tunnel.port) {
-    return "Host '" + std::string(authority) + "' but the tunnel goes to port " + std::to_string(tunnel.port);
-  }
-  return {};
-}
 
 /// A failure that a connection closed by its upstream while it sat in the
 /// pool gives on first use (and that no live upstream gives before its
@@ -458,43 +403,6 @@ class Inspector {
 };
 
 }  // namespace
-
-ParsedTarget parse_inspected_target(std::string_view request_target, std::string_view host_header, unsigned version,
-                                    const policy::Target& tunnel) {
-  RequestTarget out;
-  out.kind = policy::RequestKind::Inspected;
-  out.scheme = "https";
-  out.target = tunnel;
-  out.raw_host = tunnel.host.host;
-  boost::urls::url_view url;
-  if (request_target.starts_with('/')) {
-    const auto parsed = boost::urls::parse_origin_form(request_target);
-    if (!parsed) return refuse_target(400, Reason::BadRequest, "the request target is not a valid path");
-    url = *parsed;
-  } else {
-    const auto parsed = boost::urls::parse_absolute_uri(request_target);
-    if (!parsed) return refuse_target(400, Reason::BadRequest, "the request target is neither a path nor an https URL");
-    url = *parsed;
-    if (url.scheme_id() != boost::urls::scheme::https || !url.has_authority() || url.has_userinfo()) {
-      return refuse_target(400, Reason::BadRequest, "an absolute request target in an HTTPS tunnel must be https://host/…");
-    }
-    if (!url.encoded_path().empty() && !url.encoded_path().starts_with('/')) {
-      return refuse_target(400, Reason::BadRequest, "the request target is not a valid https URL");
-    }
-    if (auto why = authority_mismatch(url.encoded_authority(), tunnel); !why.empty()) {
-      return refuse_target(421, Reason::HostMismatch, std::move(why));
-    }
-  }
-  if (host_header.empty()) {
-    if (version >= 11) return refuse_target(400, Reason::BadRequest, "an HTTP/1.1 request needs a Host header");
-  } else if (auto why = authority_mismatch(host_header, tunnel); !why.empty()) {
-    return refuse_target(421, Reason::HostMismatch, std::move(why));
-  }
-  set_path_and_origin_form(out, url);
-  ParsedTarget result;
-  result.request = std::move(out);
-  return result;
-}
 
 asio::awaitable<void> inspect_tunnel(InspectedTunnel& args, Attempt::Outcome& outcome) {
   const auto& inspection = args.worker.shared.inspection;
