@@ -10,7 +10,7 @@
 set -euo pipefail
 
 build_packages=(
-  g++ cmake make pkg-config
+  g++ cmake make pkg-config ccache
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
   libssl-dev libc-ares-dev libre2-dev libsqlite3-dev libpq-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libidn2-dev libcli11-dev catch2

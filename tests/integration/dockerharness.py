@@ -36,6 +36,13 @@ CACHE = os.environ.get("EGRESS_DOCKER_CACHE", "/var/tmp/egress-docker-cache")
 BASE_TAG = "debian:12-slim"
 
 
+# Copies the build context (a compiler cache) into the cache mount.
+SEED_DOCKERFILE = """FROM debian:12-slim
+RUN --mount=type=cache,id=egress-ccache,target=/root/.cache/ccache --mount=type=bind,target=/seed \\
+    cp -a /seed/. /root/.cache/ccache/
+"""
+
+
 def debian_mirror():
     """The first Debian archive for bookworm in the apt sources (deb822
     .sources or one-line .list), e.g. http://deb.debian.org/debian."""
@@ -184,12 +191,22 @@ class Dockerd:
         if r.returncode != 0:
             raise RuntimeError("docker import: " + r.stderr)
 
-    def build(self, tag, dockerfile_text=None, context=None, dockerfile=None, timeout=1800):
-        """docker build; from Dockerfile text on stdin (no context) or a
-        context directory. Package installs reach the Debian archive."""
+    def build(self, tag, dockerfile_text=None, context=None, dockerfile=None, build_args=(), timeout=1800):
+        """docker build; from Dockerfile text on stdin (with or without a
+        context directory) or a Dockerfile in the context. Package installs
+        reach the Debian archive."""
+        args = ["build", "--progress=plain", "-t", tag]
+        for arg in build_args:
+            args += ["--build-arg", arg]
         if dockerfile_text is not None:
-            return self.docker("build", "-t", tag, "-", input=dockerfile_text, timeout=timeout)
-        return self.docker("build", "-f", dockerfile, "-t", tag, context, timeout=timeout)
+            return self.docker(*args, "-f", "-", context or "-", input=dockerfile_text, timeout=timeout)
+        return self.docker(*args, "-f", dockerfile, context, timeout=timeout)
+
+    def seed_compiler_cache(self, ccache_dir):
+        """Copies a host compiler cache into the BuildKit cache mount that
+        docker/Dockerfile's build stage compiles through (id egress-ccache)."""
+        self.build("egress-ccache-seed:test", SEED_DOCKERFILE, context=ccache_dir, timeout=600)
+        self.docker("rmi", "egress-ccache-seed:test")
 
     # --- teardown ---------------------------------------------------------
     def stop(self):
