@@ -4,7 +4,8 @@
 # docker/Dockerfile.
 #
 #   scripts/install-deps.sh          build + run dependencies
-#   scripts/install-deps.sh --test   plus the peers the test suite drives
+#   scripts/install-deps.sh --test   plus the peers the test suite drives, and
+#                                    build packages upgraded to the archive's
 #   scripts/install-deps.sh --runtime  only the shared libraries the built
 #                                      binary needs (docker/Dockerfile's final stage)
 set -euo pipefail
@@ -38,19 +39,41 @@ for pkg in "${wanted[@]}"; do
   fi
 done
 
-if ((${#missing[@]} == 0)); then
+# With --test, build packages older than the archive's are upgraded too: the
+# suite's build then compiles against the same headers as
+# docker/Dockerfile's build stage (which installs from the archive), so the
+# Docker test's image build finds every object in that build's compiler
+# cache (an OpenSSL point release apart is enough to miss them all).
+outdated=()
+if [[ "${1:-}" == "--test" ]]; then
+  if [[ $(id -u) -eq 0 ]]; then apt-get update -qq; fi
+  for pkg in "${build_packages[@]}"; do
+    installed=$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null || true)
+    candidate=$(apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+    if [[ -n $installed && -n $candidate && $candidate != "(none)" ]] &&
+        dpkg --compare-versions "$installed" lt "$candidate"; then
+      outdated+=("$pkg")
+    fi
+  done
+fi
+
+if ((${#missing[@]} + ${#outdated[@]} == 0)); then
   echo "install-deps: all ${#wanted[@]} packages already installed"
   exit 0
 fi
 
 if [[ $(id -u) -ne 0 ]]; then
-  echo "install-deps: missing packages: ${missing[*]}" >&2
-  echo "install-deps: run as root (or with sudo) to install them" >&2
-  exit 1
+  if ((${#missing[@]})); then
+    echo "install-deps: missing packages: ${missing[*]}" >&2
+    echo "install-deps: run as root (or with sudo) to install them" >&2
+    exit 1
+  fi
+  echo "install-deps: older than the archive's: ${outdated[*]} (run as root to upgrade them)" >&2
+  exit 0
 fi
 
-echo "install-deps: installing ${missing[*]}"
+echo "install-deps: installing ${missing[*]:-nothing new}; upgrading ${outdated[*]:-nothing}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [[ "${1:-}" != "--test" ]]; then apt-get update -qq; fi
+apt-get install -y -qq --no-install-recommends "${missing[@]}" "${outdated[@]}" >/dev/null
 echo "install-deps: done"

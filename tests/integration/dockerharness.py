@@ -199,7 +199,8 @@ class Dockerd:
         for arg in build_args:
             args += ["--build-arg", arg]
         if dockerfile_text is not None:
-            return self.docker(*args, "-f", "-", context or "-", input=dockerfile_text, timeout=timeout)
+            where = ["-f", "-", context] if context else ["-"]
+            return self.docker(*args, *where, input=dockerfile_text, timeout=timeout)
         return self.docker(*args, "-f", dockerfile, context, timeout=timeout)
 
     def seed_compiler_cache(self, ccache_dir):
