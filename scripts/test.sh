@@ -16,9 +16,11 @@ stage install
 # Through ccache (scripts/ccache.conf; the cache in build/ccache): the Docker
 # test seeds docker/Dockerfile's build stage with it, so the image build
 # reuses these objects instead of compiling egress again.
+# ccache hashes the locale (LANG, LC_ALL, LC_CTYPE, LC_MESSAGES), so this
+# build compiles in the image build stage's: LANG=C.UTF-8 and nothing else.
 export CCACHE_DIR=$PWD/build/ccache CCACHE_CONFIGPATH=$PWD/scripts/ccache.conf
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
-cmake --build build -j"$jobs"
+env -u LC_ALL -u LC_CTYPE -u LC_MESSAGES LANG=C.UTF-8 cmake --build build -j"$jobs"
 stage build
 
 # The sanitizer build: the unit tests and the libFuzzer targets, built by

@@ -1,6 +1,7 @@
 """The guide's Docker deployment, for real, on a dockerd of the test's own
-(dockerharness): the egress image built from docker/Dockerfile (a Release
-build: the build type that ships), then docker/docker-compose.yml plus the
+(dockerharness): the egress image built from docker/Dockerfile (RelWithDebInfo,
+the build type CI builds; its compiles served from the suite build's ccache
+when scripts/test.sh runs it), then docker/docker-compose.yml plus the
 rendered override in production, self-hosted and developer mode, with two
 runsc workers (roles coder and reviewer, each by its address) on the
 internal network and an "internet" container on an external network the
