@@ -34,6 +34,7 @@ INTERNET_SUBNET = "10.213.162.0/24"     # the test's "internet" (compose `egress
 OPEN_SUBNET = "10.213.163.0/24"         # a non-internal network for the bad case
 CACHE = os.environ.get("EGRESS_DOCKER_CACHE", "/var/tmp/egress-docker-cache")
 BASE_TAG = "debian:12-slim"
+ROOTFS_TAG = "egress-rootfs:test"       # the debootstrap tarball as imported, before BASE_TAG adds the sources
 
 
 # Copies the build context (a compiler cache) into the cache mount.
@@ -43,11 +44,16 @@ RUN --mount=type=cache,id=egress-ccache,target=/root/.cache/ccache --mount=type=
 """
 
 
-def debian_mirror():
-    """The first Debian archive for bookworm in the apt sources (deb822
-    .sources or one-line .list), e.g. http://deb.debian.org/debian."""
+BOOKWORM_SUITES = ("bookworm", "bookworm-updates", "bookworm-security")
+
+
+def debian_sources():
+    """(archive, suite) for each Debian bookworm suite with `main` in the
+    apt sources (deb822 .sources or one-line .list), in order, e.g.
+    ("http://deb.debian.org/debian", "bookworm")."""
     files = ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list")) + \
         sorted(glob.glob("/etc/apt/sources.list.d/*.sources"))
+    found = []
     for path in files:
         if not os.path.isfile(path):
             continue
@@ -59,14 +65,22 @@ def debian_mirror():
                     m = re.match(r"^([A-Za-z-]+):\s*(.*)$", line)
                     if m:
                         fields[m.group(1).lower()] = m.group(2).split()
-                if "deb" in fields.get("types", []) and "bookworm" in fields.get("suites", []) and \
-                        "main" in fields.get("components", []) and fields.get("enabled", ["yes"])[0] != "no":
-                    return fields["uris"][0]
+                if "deb" in fields.get("types", []) and "main" in fields.get("components", []) and \
+                        fields.get("enabled", ["yes"])[0] != "no":
+                    found += [(uri, suite) for uri in fields.get("uris", []) for suite in fields.get("suites", [])]
         else:
             for line in text.splitlines():
-                m = re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+bookworm\s+.*\bmain\b", line)
+                m = re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+.*\bmain\b", line)
                 if m:
-                    return m.group(1)
+                    found.append((m.group(1), m.group(2)))
+    return [(uri, suite) for uri, suite in found if suite in BOOKWORM_SUITES]
+
+
+def debian_mirror():
+    """The first Debian archive for bookworm itself, e.g. http://deb.debian.org/debian."""
+    for uri, suite in debian_sources():
+        if suite == "bookworm":
+            return uri
     raise RuntimeError("no Debian bookworm archive in the apt sources; debootstrap needs one")
 
 
@@ -186,10 +200,19 @@ class Dockerd:
             finally:
                 shutil.rmtree(rootfs, ignore_errors=True)
         with open(tarball, "rb") as f:
-            r = subprocess.run([DOCKER, "import", "-", BASE_TAG], stdin=f, capture_output=True, text=True,
+            r = subprocess.run([DOCKER, "import", "-", ROOTFS_TAG], stdin=f, capture_output=True, text=True,
                                timeout=300, env=self.env)
         if r.returncode != 0:
             raise RuntimeError("docker import: " + r.stderr)
+        # debootstrap writes only `bookworm main`; like the official image,
+        # the base gets the host's bookworm, -updates and -security suites,
+        # so images install the same package versions as the host (the
+        # image build's compiler cache hits depend on identical headers).
+        context = tempfile.mkdtemp(prefix="egress-base-", dir=self.root)
+        with open(os.path.join(context, "sources.list"), "w") as f:
+            f.write("".join("deb %s %s main\n" % source for source in debian_sources()))
+        self.build(BASE_TAG, "FROM %s\nCOPY sources.list /etc/apt/sources.list\n" % ROOTFS_TAG, context=context)
+        self.docker("rmi", ROOTFS_TAG)
 
     def build(self, tag, dockerfile_text=None, context=None, dockerfile=None, build_args=(), timeout=1800):
         """docker build; from Dockerfile text on stdin (with or without a
