@@ -13,9 +13,9 @@ namespace {
 namespace asio = boost::asio;
 using policy::Reason;
 
-ParsedTarget refuse(Reason reason, std::string error, int status = 400) {
+ParsedTarget refuse(Reason reason, std::string error) {
   ParsedTarget out;
-  out.status = status;
+  out.status = policy::status_for(reason);
   out.reason = reason;
   out.error = std::move(error);
   return out;
@@ -266,13 +266,13 @@ ParsedTarget parse_inspected_target(std::string_view request_target, std::string
       return refuse(Reason::BadRequest, "the request target is not a valid https URL");
     }
     if (auto why = authority_mismatch(url.encoded_authority(), tunnel); !why.empty()) {
-      return refuse(Reason::HostMismatch, std::move(why), 421);
+      return refuse(Reason::HostMismatch, std::move(why));
     }
   }
   if (host_header.empty()) {
     if (version >= 11) return refuse(Reason::BadRequest, "an HTTP/1.1 request needs a Host header");
   } else if (auto why = authority_mismatch(host_header, tunnel); !why.empty()) {
-    return refuse(Reason::HostMismatch, std::move(why), 421);
+    return refuse(Reason::HostMismatch, std::move(why));
   }
   set_path_and_origin_form(out, url);
   ParsedTarget result;
