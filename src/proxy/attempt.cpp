@@ -6,9 +6,18 @@
 #include <cstdint>
 #include <random>
 
+#include <cassert>
+#include <memory>
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
+#include <spdlog/spdlog.h>
 
+#include "egress/admin/metrics.h"
 #include "egress/proxy/evaluate.h"
 
 namespace egress::proxy {
@@ -43,7 +52,26 @@ std::string new_request_id() {
   return id;
 }
 
-Attempt::Attempt(std::string client_addr, policy::Mode mode) {
+namespace {
+
+/// Resumes on the calling coroutine's executor with true once `event` is
+/// durable, false when the store cannot write it.
+boost::asio::awaitable<bool> commit_event(audit::AuditStore& store, audit::Event event) {
+  namespace asio = boost::asio;
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(bool)>(
+      [&store](auto handler, audit::Event event) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        store.record(std::move(event), [shared](bool committed) {
+          auto executor = asio::get_associated_executor(*shared);
+          asio::post(executor, [shared, committed]() mutable { std::move(*shared)(committed); });
+        });
+      },
+      asio::use_awaitable, std::move(event));
+}
+
+}  // namespace
+
+Attempt::Attempt(AttemptSink sink, std::string client_addr, policy::Mode mode) : sink_(sink) {
   event_.request_id = new_request_id();
   event_.ts = std::chrono::system_clock::now();
   event_.client_addr = std::move(client_addr);
@@ -69,25 +97,58 @@ void Attempt::set_alpn(const std::vector<std::string>& protocols) {
   event_.alpn = std::move(joined);
 }
 
-void Attempt::set_decision(const policy::Decision& decision) {
+void Attempt::decide(const policy::Decision& decision) {
+  assert(!decision_recorded_ && "an attempt's decision is made before it is recorded");
   event_.decision = std::string(policy::to_string(decision.verdict));
   event_.reason = std::string(policy::to_string(decision.reason));
   event_.rule = decision.rule;
   refusal_reason_ = decision.reason;
   detail_ = decision.detail;
+  if (!decision.allows()) record_decision();
 }
 
-void Attempt::set_refusal(policy::Reason reason, std::string detail) {
+void Attempt::refuse(policy::Reason reason, std::string detail) {
+  assert(!decision_recorded_ && "a refusal before the decision comes before any decision is recorded");
   event_.decision = std::string(policy::to_string(policy::Verdict::Deny));
   event_.reason = std::string(policy::to_string(reason));
   refusal_reason_ = reason;
   detail_ = std::move(detail);
+  record_decision();
 }
 
-void Attempt::set_failure(policy::Reason reason, std::string detail) {
+void Attempt::fail(policy::Reason reason, std::string detail) {
   refusal_reason_ = reason;
   detail_ = std::move(detail);
   failed_ = true;
+}
+
+boost::asio::awaitable<bool> Attempt::commit() {
+  assert(!decision_recorded_ && "an attempt's decision is committed once");
+  decision_recorded_ = true;
+  const bool committed = co_await commit_event(sink_.audit, decision_event());
+  // Fail closed: nothing leaves unless its decision is on disk.
+  if (!committed) fail(policy::Reason::AuditUnavailable, "the audit log cannot be written; egress refuses new traffic");
+  co_return committed;
+}
+
+void Attempt::record_decision() {
+  assert(!decision_recorded_ && "an attempt's decision is recorded once");
+  decision_recorded_ = true;
+  sink_.audit.record(decision_event());
+}
+
+void Attempt::finish(const Outcome& outcome) {
+  assert(!finished_ && "an attempt is finished once");
+  if (finished_) return;
+  finished_ = true;
+  // An attempt that ended before its decision was recorded (the worker
+  // went away before the tunnel's ClientHello) still gets one.
+  if (!decision_recorded_) record_decision();
+  auto event = close_event(outcome);
+  admin::metrics().count_request(event, refusal_reason_);
+  sink_.audit.record(std::move(event));
+  // Built only when it will be written: at log_level warn the line is work for nothing.
+  if (spdlog::should_log(spdlog::level::info)) spdlog::info("{}", log_line(outcome, sink_.log_format));
 }
 
 std::string Attempt::error_text() const {

@@ -12,11 +12,15 @@
 //   2. the worker-side handshake (the ClientHello already read is fed in),
 //      and at the same time, for a new connection, the upstream handshake
 //      (SNI, full verification);
-//   3. request loop: read head → Host must name the tunnel's host (invariant
-//      4; else 421 host-mismatch) → decide (kind inspected: method and path
-//      rules apply) → commit the request's decision event (invariant 2) →
-//      forward → relay the response → close event. Until the worker closes,
-//      a response ends the connection, or the idle timeout passes.
+//   3. request loop: the exchange (exchange.h), as on a plain connection,
+//      with the tunnel's route: read head (the same deadlines, strict check
+//      and limits) → Host must name the tunnel's host (invariant 4; else 421
+//      host-mismatch) → decide (kind inspected: method and path rules
+//      apply) → commit the request's decision event (invariant 2) → forward
+//      → relay the response (or, after 101, both ways) → close event. Until
+//      the worker closes, a response ends the connection, or the idle
+//      timeout passes. When the upstream closes a connection, the next
+//      request opens a new one to the tunnel's checked addresses.
 //   4. an upstream connection whose last response was relayed completely
 //      goes back to the thread's pool (upstream_pool.h) for the next tunnel.
 // A request that fails on a kept-alive upstream connection before any
@@ -30,6 +34,7 @@
 // sees why instead of a bare reset.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -53,11 +58,10 @@ struct InspectedTunnel {
   boost::beast::tcp_stream& client;
   boost::beast::flat_buffer& client_hello;  // the worker's ClientHello, read and checked, not yet consumed
   /// The upstream: a pooled TLS connection (handshake done) taken for this
-  /// tunnel, or else `fresh`, TCP connected to `fresh_endpoint` (a checked
-  /// address) with nothing sent yet, which inspection takes over.
+  /// tunnel, or else `fresh`, TCP connected to a checked address with
+  /// nothing sent yet, handed over to inspection.
   UpstreamTlsPtr pooled;
-  boost::beast::tcp_stream* fresh;
-  boost::asio::ip::tcp::endpoint fresh_endpoint;
+  std::optional<UpstreamTcp> fresh;
   /// The CONNECT's checked addresses: a new connection, should the pooled
   /// one turn out closed, goes to one of these (invariant 3).
   std::span<const boost::asio::ip::tcp::endpoint> endpoints;

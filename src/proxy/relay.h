@@ -1,9 +1,12 @@
 // Moving bytes: an HTTP message streamed from one side to the other through
 // a fixed buffer (a 1 GiB body never sits in memory), and the two-way byte
-// pump of a CONNECT tunnel with an idle watchdog.
+// pump of a tunnel (CONNECT, or an upgraded connection) with an idle
+// watchdog.
 #pragma once
 
 #include <array>
+#include <string>
+#include <type_traits>
 #include <chrono>
 #include <cstdint>
 #include <string_view>
@@ -26,6 +29,8 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
+
+#include "egress/admin/metrics.h"
 
 namespace egress::proxy {
 
@@ -179,21 +184,44 @@ asio::awaitable<RelayResult> relay_message(InStream& in, beast::flat_buffer& in_
                                           [](std::string_view read, bool) { return read; });
 }
 
+/// The object a tunnel moves bytes through: the socket itself for TCP (no
+/// per-operation timer bookkeeping), the TLS stream for TLS.
+template <class Stream>
+auto& pumpable(Stream& stream) {
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    return stream.socket();
+  } else {
+    return stream;
+  }
+}
+
+/// The TCP socket under any stream of ours.
+inline asio::ip::tcp::socket& socket_of(asio::ip::tcp::socket& socket) { return socket; }
+template <class Stream>
+asio::ip::tcp::socket& socket_of(Stream& stream) {
+  return beast::get_lowest_layer(stream).socket();
+}
+
 /// One direction of a tunnel: copies until EOF, then half-closes `to` so the
-/// peer sees the end while the other direction may still run. A hard error
-/// closes both sockets, which ends the other direction too.
-inline asio::awaitable<void> pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, std::uint64_t& bytes,
-                                  std::chrono::steady_clock::time_point& last_activity) {
+/// peer sees the end while the other direction may still run. TLS has no
+/// half-close, and a hard error ends both directions: both sockets close.
+template <class From, class To>
+asio::awaitable<void> pump(From& from, To& to, std::uint64_t& bytes,
+                           std::chrono::steady_clock::time_point& last_activity) {
+  const auto close_both = [&] {
+    beast::error_code ignored;
+    socket_of(from).close(ignored);
+    socket_of(to).close(ignored);
+  };
   std::array<char, kRelayBufferBytes> buffer;
   for (;;) {
     auto [read_ec, n] = co_await from.async_read_some(asio::buffer(buffer), use_nothrow);
     if (read_ec) {
       beast::error_code ignored;
-      if (read_ec == asio::error::eof) {
-        to.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+      if (read_ec == asio::error::eof && std::is_same_v<To, asio::ip::tcp::socket>) {
+        socket_of(to).shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
       } else {
-        from.close(ignored);
-        to.close(ignored);
+        close_both();
       }
       co_return;
     }
@@ -201,25 +229,66 @@ inline asio::awaitable<void> pump(asio::ip::tcp::socket& from, asio::ip::tcp::so
     auto [write_ec, written] = co_await asio::async_write(to, asio::buffer(buffer.data(), n), use_nothrow);
     bytes += written;
     if (write_ec) {
-      beast::error_code ignored;
-      from.close(ignored);
-      to.close(ignored);
+      close_both();
       co_return;
     }
   }
 }
 
-/// Returns once nothing has moved for `idle` (or when cancelled).
-inline asio::awaitable<void> idle_watchdog(const std::chrono::steady_clock::time_point& last_activity,
-                                           std::chrono::milliseconds idle) {
+/// Returns once nothing has moved for `idle` (true), having closed both
+/// sockets so the pumps end too, or when cancelled (false).
+inline asio::awaitable<bool> idle_watchdog(const std::chrono::steady_clock::time_point& last_activity,
+                                           std::chrono::milliseconds idle, asio::ip::tcp::socket& a,
+                                           asio::ip::tcp::socket& b) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     const auto deadline = last_activity + idle;
-    if (deadline <= std::chrono::steady_clock::now()) co_return;
+    if (deadline <= std::chrono::steady_clock::now()) break;
     timer.expires_at(deadline);
     auto [ec] = co_await timer.async_wait(use_nothrow);
-    if (ec) co_return;  // cancelled: the tunnel ended first
+    if (ec) co_return false;  // cancelled: the tunnel ended first
   }
+  beast::error_code ignored;
+  a.close(ignored);
+  b.close(ignored);
+  co_return true;
+}
+
+/// "tunnel idle for N ms", the close event's error of a tunnel that timed out.
+inline std::string idle_text(std::chrono::milliseconds idle) {
+  return "tunnel idle for " + std::to_string(idle.count()) + " ms";
+}
+
+/// Relays both ways between the worker and the upstream (a CONNECT tunnel,
+/// or a connection after 101 Switching Protocols) until both directions
+/// end or nothing moves for `idle`; true when it was the idle timeout.
+/// What either side sent ahead (still in its buffer) goes first.
+template <class Client, class Upstream>
+asio::awaitable<bool> relay_both_ways(Client& client, beast::flat_buffer& client_buffer, Upstream& upstream,
+                                      beast::flat_buffer& upstream_buffer, std::uint64_t& bytes_up,
+                                      std::uint64_t& bytes_down, std::chrono::milliseconds idle) {
+  beast::get_lowest_layer(client).expires_never();
+  beast::get_lowest_layer(upstream).expires_never();
+  if (client_buffer.size() > 0) {
+    auto [ec, n] = co_await asio::async_write(upstream, client_buffer.data(), use_nothrow);
+    bytes_up += n;
+    client_buffer.consume(client_buffer.size());
+    if (ec) co_return false;
+  }
+  if (upstream_buffer.size() > 0) {
+    auto [ec, n] = co_await asio::async_write(client, upstream_buffer.data(), use_nothrow);
+    bytes_down += n;
+    upstream_buffer.consume(upstream_buffer.size());
+    if (ec) co_return false;
+  }
+  using namespace asio::experimental::awaitable_operators;
+  const auto active = admin::metrics().track_tunnel();
+  auto last_activity = std::chrono::steady_clock::now();
+  auto& a = pumpable(client);
+  auto& b = pumpable(upstream);
+  auto result = co_await ((pump(a, b, bytes_up, last_activity) && pump(b, a, bytes_down, last_activity)) ||
+                          idle_watchdog(last_activity, idle, socket_of(a), socket_of(b)));
+  co_return result.index() == 1 && std::get<1>(result);
 }
 
 }  // namespace egress::proxy

@@ -3,10 +3,12 @@
 // own (invariant 4), and a CONNECT turns the connection into a tunnel.
 //
 // Phases of one request (each a short coroutine):
-//   HTTP:    read_head → parse target → identify → decide (resolve, check)
-//            → commit the decision event (invariant 2) → connect upstream (to
-//            the checked endpoints only: invariant 3) → relay → close event.
-//   CONNECT: read_head → parse target → identify → decide → connect upstream
+//   HTTP:    the exchange (exchange.h), with plain forwarding's route
+//            (plain_route.h): read head → parse target → identify → decide
+//            (resolve, check) → commit the decision event (invariant 2) →
+//            connect upstream (to the checked endpoints only: invariant 3)
+//            → relay → close event.
+//   CONNECT: read head → parse target → identify → decide → connect upstream
 //            (TCP only, no payload; an inspected tunnel may take an idle TLS
 //            connection from the thread's pool instead) → 200 → read the
 //            ClientHello, check its SNI (invariant 4) → commit the decision
@@ -42,7 +44,8 @@
 #include "egress/proxy/evaluate.h"
 #include "proxy/attempt.h"
 #include "proxy/connection_limits.h"
-#include "proxy/request_head.h"
+#include "proxy/head_reader.h"
+#include "proxy/plain_route.h"
 #include "proxy/worker.h"
 
 namespace egress::proxy {
@@ -71,74 +74,37 @@ class Session {
   void close_if_idle();
 
  private:
-  using RequestParser = http::request_parser<http::buffer_body>;
-
-  struct Upstream {
-    beast::tcp_stream stream;
-    beast::flat_buffer buffer;
-    std::string key;  // "host:port" this connection was opened for
-    boost::asio::ip::tcp::endpoint endpoint;
-  };
-
-  /// The outcome of admission. When not admitted, the attempt carries the
-  /// reason and `refusal_status` the HTTP status to answer with.
-  struct Admission {
-    Evaluation evaluation;
-    bool admitted = false;
-    int refusal_status = 403;
-  };
-
-  /// Reads the next request head into `parser`; false when the connection
-  /// ends (closed, idle, or the head was refused: already answered).
-  boost::asio::awaitable<bool> read_request(RequestParser& parser, bool first);
-  /// Refuses a head that failed (head_reader.h) and closes; status 0 (a
-  /// timeout) is only audited, the socket being gone.
-  boost::asio::awaitable<void> refuse_head(const HeadProblem& problem);
+  /// Refuses a connection over a limit (503) before reading anything.
   boost::asio::awaitable<void> refuse_connection();
-  /// Body over limits.max_body_bytes: answered before anything goes
-  /// upstream when Content-Length announces it; true when refused.
-  boost::asio::awaitable<bool> refuse_large_body(RequestParser& parser, Attempt& attempt);
   /// After a final answer: stop sending, then read (and drop) what the
   /// worker still sends for a moment, so closing does not reset the
   /// connection before the worker has read the answer.
   boost::asio::awaitable<void> linger_close();
-  boost::asio::awaitable<bool> serve_request(RequestParser& parser);
   boost::asio::awaitable<void> serve_connect(RequestParser& parser);
-  /// Decides the attempt; a refusal's decision event is queued here.
-  boost::asio::awaitable<Admission> decide(const policy::Policy& policy, Attempt& attempt, const RequestTarget& target,
-                                           std::string_view method);
-  /// Commits the (allowing) decision event before anything goes upstream;
-  /// false (and 503 audit-unavailable on the attempt) when it cannot be.
-  boost::asio::awaitable<bool> commit_decision(Attempt& attempt);
+  /// Answers the attempt's refusal on the connection and closes it.
+  boost::asio::awaitable<void> refuse(Attempt& attempt, unsigned version);
   /// Reads the worker's TLS ClientHello into client_buffer_ (it is relayed
   /// later) and checks its SNI against the CONNECT target; on a refusal
-  /// sets the attempt's decision and returns false.
+  /// decides the attempt's deny and returns false.
   /// The decision's rule options apply: allow_no_sni admits a hello
   /// without SNI, raw_tcp first bytes that are not TLS at all.
   boost::asio::awaitable<bool> check_client_hello(Attempt& attempt, const RequestTarget& target,
                                                   const policy::Decision& decision);
-  /// Sets the attempt's role from the request's credentials or source;
-  /// false when a presented token matches no role (the caller answers 407).
-  bool identify_worker(const policy::Policy& policy, const http::request_header<>& request, Attempt& attempt);
-  boost::asio::awaitable<bool> refuse(Attempt& attempt, int status, unsigned version, bool keep_alive);
-  /// Connects (or reuses) the upstream; on failure records it on `attempt`
-  /// and returns the status to refuse with (502 or 504), else 0.
-  boost::asio::awaitable<int> connect_upstream(Attempt& attempt, const RequestTarget& target,
-                                               const Evaluation& evaluation);
-  boost::asio::awaitable<void> relay_tunnel(Attempt::Outcome& outcome);
-
-  Attempt new_attempt(policy::Mode mode) const { return Attempt(client_addr_, mode); }
-  void record_close(const Attempt& attempt, const Attempt::Outcome& outcome);
+  /// Relays the CONNECT tunnel, or inspects it (inspect.h).
+  boost::asio::awaitable<void> serve_tunnel(Attempt& attempt, const RequestTarget& target,
+                                            const Evaluation& evaluation, UpstreamTlsPtr pooled,
+                                            Attempt::Outcome& outcome);
+  AttemptSink sink() const { return {worker_.shared.audit, worker_.shared.config.log_format}; }
 
   Worker& worker_;
-  std::optional<ConnectionLimiter::Ticket> ticket_;
-  bool awaiting_request_ = false;  // waiting for the first byte of a request head  // empty: over a connection limit
+  std::optional<ConnectionLimiter::Ticket> ticket_;  // empty: over a connection limit
+  bool awaiting_request_ = false;  // waiting for the first byte of a request head
   policy::Reason limit_refusal_;
   beast::tcp_stream client_;
   beast::flat_buffer client_buffer_;
   std::string client_addr_;
   policy::IpAddress client_ip_;
-  std::optional<Upstream> upstream_;
+  PlainRoute route_;  // owns the upstream connection
   std::list<Session*>::iterator registration_;
 };
 

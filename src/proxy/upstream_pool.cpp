@@ -43,6 +43,12 @@ boost::asio::awaitable<CheckedConnection> connect_checked(std::span<const boost:
   co_return out;
 }
 
+void reset_connection(boost::beast::tcp_stream& stream) {
+  boost::beast::error_code ignored;
+  stream.socket().set_option(boost::asio::socket_base::linger(true, 0), ignored);
+  stream.socket().close(ignored);
+}
+
 UpstreamTls::UpstreamTls(boost::beast::tcp_stream tcp, tls::SslPtr ssl, std::string key,
                          boost::asio::ip::tcp::endpoint endpoint)
     : tcp_(std::move(tcp)), stream_(tcp_, ssl.release()), key_(std::move(key)), endpoint_(std::move(endpoint)) {}

@@ -65,6 +65,31 @@ struct CheckedConnection {
 boost::asio::awaitable<CheckedConnection> connect_checked(std::span<const boost::asio::ip::tcp::endpoint> endpoints,
                                                           std::chrono::milliseconds timeout);
 
+/// A TCP connection from egress to an upstream (plain HTTP forwarding, and
+/// a CONNECT tunnel's until it is relayed or inspected). The same
+/// accessors as UpstreamTls, so one exchange (exchange.h) drives both.
+class UpstreamTcp {
+ public:
+  UpstreamTcp(boost::beast::tcp_stream tcp, std::string key, boost::asio::ip::tcp::endpoint endpoint)
+      : tcp_(std::move(tcp)), key_(std::move(key)), endpoint_(std::move(endpoint)) {}
+
+  boost::beast::tcp_stream& stream() { return tcp_; }
+  boost::beast::tcp_stream& tcp() { return tcp_; }
+  boost::beast::flat_buffer& buffer() { return buffer_; }
+  const std::string& key() const { return key_; }
+  const boost::asio::ip::tcp::endpoint& endpoint() const { return endpoint_; }
+
+ private:
+  boost::beast::tcp_stream tcp_;
+  boost::beast::flat_buffer buffer_;
+  std::string key_;
+  boost::asio::ip::tcp::endpoint endpoint_;
+};
+
+/// Closes with a reset rather than a FIN, so an upstream cannot take a
+/// cut-off request body for a complete one.
+void reset_connection(boost::beast::tcp_stream& stream);
+
 /// A TLS connection from egress to an upstream. It owns the TCP stream
 /// beneath, so it can outlive the tunnel that opened it.
 class UpstreamTls {

@@ -11,6 +11,7 @@
 #include <boost/json/parse.hpp>
 
 #include "egress/proxy/evaluate.h"
+#include "fakes.h"
 #include "proxy/attempt.h"
 
 using namespace egress;
@@ -52,9 +53,16 @@ std::string field_of(const std::string& line, const std::string& name) {
   return line.substr(at, end + 1 - at);
 }
 
+/// Where the tests' attempts record their events.
+testing::RecordingStore& store() {
+  static testing::RecordingStore recorded;
+  return recorded;
+}
+
 /// The one place tests construct an Attempt.
-Attempt make_attempt(std::string client_addr, policy::Mode mode, std::string role) {
-  Attempt attempt(std::move(client_addr), mode);
+Attempt make_attempt(std::string client_addr, policy::Mode mode, std::string role,
+                     audit::AuditStore& audit = store()) {
+  Attempt attempt(AttemptSink{audit}, std::move(client_addr), mode);
   attempt.set_role(std::move(role));
   return attempt;
 }
@@ -106,7 +114,7 @@ TEST_CASE("The decision event carries who, what and the decision", "[proxy]") {
   auto attempt = make_attempt("172.20.1.9:40000", policy::Mode::SelfHosted, "comfyui");
   attempt.set_method("GET");
   attempt.set_target(http_to("http://Models.HuggingFace.co:8080/api/x?q=1"));
-  attempt.set_decision(decision(policy::Verdict::Deny, Reason::PathNotAllowed, "policy.yaml:12", "path /api/x"));
+  attempt.decide(decision(policy::Verdict::Deny, Reason::PathNotAllowed, "policy.yaml:12", "path /api/x"));
   attempt.set_upstream("1.2.3.4:8080");  // not part of the decision
 
   const auto e = attempt.decision_event();
@@ -138,7 +146,7 @@ TEST_CASE("A refusal before any decision is recorded as a deny with its reason",
   attempt.set_kind(policy::RequestKind::Connect);
   attempt.set_method("CONNECT");
   attempt.set_raw_target("::1:443");
-  attempt.set_refusal(Reason::InvalidHost, "put IPv6 in brackets");
+  attempt.refuse(Reason::InvalidHost, "put IPv6 in brackets");
   const auto e = attempt.decision_event();
   CHECK(e.kind == "connect");
   CHECK(e.host == "::1:443");
@@ -170,9 +178,9 @@ TEST_CASE("The close event carries status, bytes, duration and error", "[proxy]"
   auto attempt = make_attempt("172.20.1.9:40000", policy::Mode::Developer, "");
   attempt.set_method("GET");
   attempt.set_target(http_to("http://example.com/"));
-  attempt.set_decision(decision(policy::Verdict::Allow, Reason::DeveloperMode, "mode:developer"));
+  attempt.decide(decision(policy::Verdict::Allow, Reason::DeveloperMode, "mode:developer"));
   attempt.set_upstream("93.184.216.34:80");
-  if (c.fail) attempt.set_failure(c.reason, c.detail);
+  if (c.fail) attempt.fail(c.reason, c.detail);
   CHECK(attempt.error_text() == c.error_text);
   CHECK(attempt.refusal_reason() == c.reason);
 
@@ -219,7 +227,7 @@ TEST_CASE("The log line quotes values with spaces and escapes quotes", "[proxy]"
   auto attempt = make_attempt("172.20.1.9:40000", policy::Mode::SelfHosted, "comfy ui");
   attempt.set_method("GET");
   attempt.set_target(http_to("http://example.com:8080/a%20b"));
-  attempt.set_decision(decision(policy::Verdict::Deny, Reason::NotAllowed, "default"));
+  attempt.decide(decision(policy::Verdict::Deny, Reason::NotAllowed, "default"));
   const auto line = attempt.log_line({403, 0, 512, c.error}, egress::config::LogFormat::Text);
   INFO(line);
   CHECK(line.find('\n') == std::string::npos);
@@ -261,7 +269,7 @@ TEST_CASE("The JSON log line is the body of one valid JSON object", "[proxy]") {
   auto attempt = make_attempt("172.20.1.9:40000", policy::Mode::SelfHosted, "comfy ui");
   attempt.set_method("GET");
   attempt.set_target(http_to("http://example.com:8080/a%20b"));
-  attempt.set_decision(decision(policy::Verdict::Deny, Reason::NotAllowed, "default"));
+  attempt.decide(decision(policy::Verdict::Deny, Reason::NotAllowed, "default"));
   const auto line = attempt.log_line({403, 0, 512, c.error}, egress::config::LogFormat::Json);
   INFO(line);
   const auto parsed = boost::json::parse("{" + line + "}").as_object();
@@ -274,4 +282,59 @@ TEST_CASE("The JSON log line is the body of one valid JSON object", "[proxy]") {
   CHECK(parsed.at("bytes_down").as_int64() == 512);
   CHECK(parsed.at("reason").as_string() == "not-allowed");
   CHECK_FALSE(parsed.contains("upstream_addr"));  // empty values are left out
+}
+
+TEST_CASE("An attempt records one decision and one close, whatever way it goes", "[proxy]") {
+  // Each step is what a session does; the rows are what the audit log gets.
+  enum class Step { Allow, Deny, Refuse, Commit, Fail, Finish };
+  struct Case {
+    const char* name;
+    std::vector<Step> steps;
+    bool commits_fail;
+    std::vector<std::string> decisions;  // decision column of the decision rows, in order
+    std::string close_reason;           // the reason a worker is shown at the close
+    bool committed;                     // what commit() returned, when it ran
+  };
+  auto c = GENERATE(values<Case>({
+      {"allowed and forwarded", {Step::Allow, Step::Commit, Step::Finish}, false, {"allow"}, "allow-rule", true},
+      {"denied by policy", {Step::Deny, Step::Finish}, false, {"deny"}, "not-allowed", false},
+      {"refused before deciding", {Step::Refuse, Step::Finish}, false, {"deny"}, "bad-request", false},
+      {"allowed, then a missing secret", {Step::Allow, Step::Refuse, Step::Finish}, false, {"deny"}, "bad-request",
+       false},
+      {"allowed, upstream fails", {Step::Allow, Step::Commit, Step::Fail, Step::Finish}, false, {"allow"},
+       "upstream-unreachable", true},
+      {"allowed, the audit log cannot commit", {Step::Allow, Step::Commit, Step::Finish}, true, {"allow"},
+       "audit-unavailable", false},
+      {"allowed, the worker left before the commit", {Step::Allow, Step::Finish}, false, {"allow"}, "allow-rule",
+       false},
+      {"allowed, then the SNI check denies", {Step::Allow, Step::Deny, Step::Finish}, false, {"deny"},
+       "not-allowed", false},
+  }));
+  INFO(c.name);
+  testing::RecordingStore audit;
+  audit.fail_commits = c.commits_fail;
+  auto attempt = make_attempt("10.0.0.1:1", policy::Mode::SelfHosted, "", audit);
+  bool committed = false;
+  for (const auto step : c.steps) {
+    switch (step) {
+      case Step::Allow: attempt.decide(decision(policy::Verdict::Allow, Reason::AllowRule, "policy.yaml:3")); break;
+      case Step::Deny: attempt.decide(decision(policy::Verdict::Deny, Reason::NotAllowed, "default")); break;
+      case Step::Refuse: attempt.refuse(Reason::BadRequest, "no"); break;
+      case Step::Commit: committed = testing::run(attempt.commit()); break;
+      case Step::Fail: attempt.fail(Reason::UpstreamUnreachable, "refused"); break;
+      case Step::Finish: attempt.finish({502, 0, 0, attempt.error_text()}); break;
+    }
+  }
+  std::vector<std::string> decisions;
+  for (const auto& e : audit.events) {
+    if (e.event == audit::EventType::Decision) decisions.push_back(e.decision);
+  }
+  CHECK(decisions == c.decisions);
+  CHECK(audit.count(audit::EventType::Close) == 1);
+  REQUIRE(audit.events.size() == 2);
+  CHECK(audit.events.back().event == audit::EventType::Close);  // the decision always comes first
+  CHECK(audit.events.front().request_id == audit.events.back().request_id);
+  CHECK(policy::to_string(attempt.refusal_reason()) == c.close_reason);
+  CHECK(committed == c.committed);
+  CHECK(attempt.finished());
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "egress/audit/store.h"
 #include "egress/dns/resolver.h"
 
 namespace egress::proxy::testing {
@@ -52,6 +53,30 @@ class FakeResolver final : public dns::Resolver {
   std::map<std::string, dns::Resolution> answers_;
   std::vector<std::string> lookups_;
   bool from_cache_ = false;
+};
+
+/// An audit store that keeps what it is given in memory; commits succeed
+/// unless `fail_commits` is set.
+class RecordingStore final : public audit::AuditStore {
+ public:
+  bool fail_commits = false;
+  std::vector<audit::Event> events;
+
+  void record(audit::Event event, audit::CommitCallback done) override {
+    events.push_back(std::move(event));
+    done(!fail_commits);
+  }
+  void record(audit::Event event) override { events.push_back(std::move(event)); }
+  void flush() override {}
+  bool healthy() const override { return !fail_commits; }
+  std::size_t backlog() const override { return 0; }
+  audit::StoreStats stats() const override { return {}; }
+
+  std::size_t count(audit::EventType type) const {
+    std::size_t n = 0;
+    for (const auto& e : events) n += e.event == type ? 1 : 0;
+    return n;
+  }
 };
 
 /// Runs `awaitable` to completion on a fresh io_context and returns its

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "fakes.h"
 #include "proxy/http_rules.h"
 
 using namespace egress;
@@ -46,7 +47,8 @@ http::request_header<> worker_request(unsigned version = 11) {
 
 /// The one place tests construct an Attempt.
 Attempt make_attempt(std::string client_addr, policy::Mode mode, std::string role) {
-  Attempt attempt(std::move(client_addr), mode);
+  static testing::RecordingStore audit;  // the refusal's events are not what these tests check
+  Attempt attempt(AttemptSink{audit}, std::move(client_addr), mode);
   attempt.set_role(std::move(role));
   return attempt;
 }
@@ -230,8 +232,8 @@ TEST_CASE("A refusal tells the worker what was refused, why, and what to do", "[
   decision.reason = c.failure ? Reason::AllowRule : c.reason;
   decision.rule = "test.yaml:3";
   decision.detail = c.failure ? "" : c.detail;
-  attempt.set_decision(decision);
-  if (c.failure) attempt.set_failure(c.reason, c.detail);
+  attempt.decide(decision);
+  if (c.failure) attempt.fail(c.reason, c.detail);
 
   const auto res = refusal_response(c.status, attempt, version, keep_alive);
   CHECK(res.result_int() == static_cast<unsigned>(c.status));
@@ -259,7 +261,7 @@ TEST_CASE("A refusal tells the worker what was refused, why, and what to do", "[
 TEST_CASE("A refusal before the target parsed shows the raw host", "[proxy]") {
   auto attempt = make_attempt("127.0.0.1:1", policy::Mode::Production, "");
   attempt.set_raw_target("ftp://files.example/x");
-  attempt.set_refusal(Reason::UnsupportedScheme, "scheme 'ftp' is not proxied");
+  attempt.refuse(Reason::UnsupportedScheme, "scheme 'ftp' is not proxied");
   const auto res = refusal_response(400, attempt, 11, false);
   CHECK(res.result() == http::status::bad_request);
   CHECK(res.body().find("host:       ftp://files.example/x\n") != std::string::npos);
