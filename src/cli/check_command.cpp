@@ -67,7 +67,6 @@ CheckTarget parse_check_target(const std::string& text) {
 struct InspectedCheck {
   std::string method, path;
   policy::Decision decision;
-  int refusal_status = 403;
 };
 
 /// For a CONNECT that is allowed and inspected, and an https:// URL: the
@@ -86,7 +85,6 @@ std::optional<InspectedCheck> check_inspected(const policy::Policy& policy, cons
     out.decision.verdict = policy::Verdict::Deny;
     out.decision.reason = inner.reason;
     out.decision.detail = inner.error;
-    out.refusal_status = inner.status;
     return out;
   }
   out.path = inner.request->path;
@@ -159,7 +157,7 @@ void print(const CheckFlags& flags, const std::string& role, const proxy::Reques
     out["port"] = request.target.port;
     add_decision(out, d);
     out["role"] = role;
-    out["status"] = d.allows() ? 200 : evaluation.refusal_status;
+    out["status"] = d.allows() ? 200 : policy::status_for(d.reason);
     boost::json::array addresses;
     for (const auto& e : evaluation.endpoints) addresses.emplace_back(e.address().to_string());
     out["addresses"] = std::move(addresses);
@@ -167,7 +165,7 @@ void print(const CheckFlags& flags, const std::string& role, const proxy::Reques
     if (inspected) {
       boost::json::object inner{{"method", inspected->method}, {"path", inspected->path}};
       add_decision(inner, inspected->decision);
-      inner["status"] = inspected->decision.allows() ? 200 : inspected->refusal_status;
+      inner["status"] = inspected->decision.allows() ? 200 : policy::status_for(inspected->decision.reason);
       out["request"] = std::move(inner);
     }
     out["inject"] = injections_json(injections);

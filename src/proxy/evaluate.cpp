@@ -15,7 +15,6 @@ using policy::Reason;
 
 ParsedTarget refuse(Reason reason, std::string error) {
   ParsedTarget out;
-  out.status = policy::status_for(reason);
   out.reason = reason;
   out.error = std::move(error);
   return out;
@@ -208,13 +207,11 @@ asio::awaitable<Evaluation> evaluate(const policy::Policy& policy, dns::Resolver
       failed.reason = reason_for(resolution.status);
       failed.detail = host.host + ": " + resolution.error;
       out.decision = std::move(failed);
-      out.refusal_status = policy::status_for(out.decision.reason);
       co_return out;
     }
     std::vector<policy::IpAddress> addresses;
     for (const auto& a : resolution.addresses) addresses.push_back(to_policy_address(a));
     out.decision = policy.check_addresses(out.decision, args, addresses);
-    if (out.decision.reason == Reason::DnsFailure) out.refusal_status = policy::status_for(Reason::DnsFailure);  // an empty answer
     if (out.decision.allows()) {
       for (const auto& a : resolution.addresses) out.endpoints.emplace_back(a, request.target.port);
     }
@@ -229,7 +226,6 @@ asio::awaitable<Evaluation> evaluate(const policy::Policy& policy, dns::Resolver
     refused.reason = Reason::DnsFailure;
     refused.detail = "no address to connect to";
     out.decision = std::move(refused);
-    out.refusal_status = policy::status_for(Reason::DnsFailure);
   }
   co_return out;
 }

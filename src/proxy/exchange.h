@@ -138,7 +138,7 @@ class Exchange {
   /// since the bytes after it may be a smuggled request.
   asio::awaitable<ExchangeEnd> refuse_head(const HeadProblem& problem) {
     attempt_->refuse(problem.reason, problem.detail);
-    if (problem.status == 0) {
+    if (problem.status() == 0) {
       attempt_->finish({0, 0, 0, attempt_->error_text()});
       co_return ExchangeEnd::Close;
     }

@@ -14,17 +14,17 @@ using policy::Reason;
 
 /// A Beast parse error of a head that passed check_request_head() (which
 /// catches these shapes first; this keeps the reasons precise if Beast is
-/// stricter somewhere): status and reason.
-std::pair<int, Reason> parse_error_reason(beast::error_code ec) {
-  if (ec == http::error::header_limit) return {431, Reason::HeaderTooLarge};
+/// stricter somewhere).
+Reason parse_error_reason(beast::error_code ec) {
+  if (ec == http::error::header_limit) return Reason::HeaderTooLarge;
   if (ec == http::error::bad_transfer_encoding || ec == http::error::bad_content_length ||
       ec == http::error::multiple_content_length) {
-    return {400, Reason::AmbiguousFraming};
+    return Reason::AmbiguousFraming;
   }
-  if (ec == http::error::bad_field || ec == http::error::bad_value) return {400, Reason::InvalidHeader};
-  if (ec == http::error::bad_target) return {400, Reason::InvalidTarget};
-  if (ec == http::error::bad_version) return {505, Reason::UnsupportedVersion};
-  return {400, Reason::BadRequest};
+  if (ec == http::error::bad_field || ec == http::error::bad_value) return Reason::InvalidHeader;
+  if (ec == http::error::bad_target) return Reason::InvalidTarget;
+  if (ec == http::error::bad_version) return Reason::UnsupportedVersion;
+  return Reason::BadRequest;
 }
 
 bool is_quiet_end(const beast::error_code& ec) {
@@ -41,15 +41,15 @@ std::optional<HeadProblem> unreadable_head(beast::error_code ec, bool started, c
   if (ec == beast::error::timeout) {
     // tcp_stream closes the socket when its deadline passes, so there is
     // no 408 to send; the attempt is still logged.
-    return HeadProblem{0, Reason::ClientTimeout,
+    return HeadProblem{Reason::ClientTimeout,
                        "the request head did not arrive within " + std::to_string(limits.header_timeout.count()) +
                            " ms"};
   }
-  const auto [status, reason] = parse_error_reason(ec);
+  const auto reason = parse_error_reason(ec);
   if (reason == Reason::HeaderTooLarge) {
-    return HeadProblem{status, reason, "the request head is over " + std::to_string(limits.header_bytes) + " bytes"};
+    return HeadProblem{reason, "the request head is over " + std::to_string(limits.header_bytes) + " bytes"};
   }
-  return HeadProblem{status, reason, "malformed request: " + ec.message()};
+  return HeadProblem{reason, "malformed request: " + ec.message()};
 }
 
 std::optional<HeadProblem> announced_body_problem(RequestParser& parser, std::uint64_t max_body_bytes) {
@@ -57,13 +57,13 @@ std::optional<HeadProblem> announced_body_problem(RequestParser& parser, std::ui
   parser.body_limit(max_body_bytes);
   const auto length = parser.content_length();
   if (!length || *length <= max_body_bytes) return std::nullopt;
-  return HeadProblem{413, Reason::BodyTooLarge,
+  return HeadProblem{Reason::BodyTooLarge,
                      "Content-Length " + std::to_string(*length) + " is over " + std::to_string(max_body_bytes) +
                          " bytes (limits.max_body_bytes)"};
 }
 
 HeadProblem streamed_body_problem(std::uint64_t max_body_bytes) {
-  return HeadProblem{413, Reason::BodyTooLarge,
+  return HeadProblem{Reason::BodyTooLarge,
                      "the chunked request body went over " + std::to_string(max_body_bytes) +
                          " bytes (limits.max_body_bytes); the upstream connection was aborted"};
 }

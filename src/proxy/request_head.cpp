@@ -57,45 +57,45 @@ Line next_line(std::string_view& rest) {
   return line;
 }
 
-HeadProblem problem(int status, Reason reason, std::string detail) { return {status, reason, std::move(detail)}; }
+HeadProblem problem(Reason reason, std::string detail) { return {reason, std::move(detail)}; }
 
 struct RequestLine {
   std::string_view method, target, version;
 };
 
 std::optional<HeadProblem> check_request_line(const Line& line, const HeadLimits& limits, RequestLine& out) {
-  if (!line.crlf) return problem(400, Reason::BadRequest, "the request line does not end in CRLF");
+  if (!line.crlf) return problem(Reason::BadRequest, "the request line does not end in CRLF");
   const auto first_space = line.text.find(' ');
   const auto last_space = line.text.rfind(' ');
   if (first_space == std::string_view::npos) {
-    return problem(400, Reason::BadRequest, "the request line is not 'METHOD TARGET HTTP/1.1'");
+    return problem(Reason::BadRequest, "the request line is not 'METHOD TARGET HTTP/1.1'");
   }
   if (first_space == last_space) {  // "GET /path": HTTP/0.9's request line has no version
-    return problem(505, Reason::UnsupportedVersion,
+    return problem(Reason::UnsupportedVersion,
                    "the request line has no HTTP version (HTTP/0.9); egress speaks HTTP/1.0 and HTTP/1.1");
   }
   out.method = line.text.substr(0, first_space);
   out.target = line.text.substr(first_space + 1, last_space - first_space - 1);
   out.version = line.text.substr(last_space + 1);
-  if (!is_token(out.method)) return problem(400, Reason::BadRequest, "the request method is not an HTTP token");
+  if (!is_token(out.method)) return problem(Reason::BadRequest, "the request method is not an HTTP token");
   if (out.version != "HTTP/1.1" && out.version != "HTTP/1.0") {
     // Only the version's printable form goes into the detail.
     const bool printable = std::none_of(out.version.begin(), out.version.end(),
                                         [](char c) { return is_control(static_cast<unsigned char>(c)) || (c & 0x80); });
-    return problem(505, Reason::UnsupportedVersion,
+    return problem(Reason::UnsupportedVersion,
                    "HTTP version " + (printable ? "'" + std::string(out.version.substr(0, 32)) + "'" : std::string("(binary)")) +
                        " is not supported; egress speaks HTTP/1.0 and HTTP/1.1");
   }
   if (out.target.size() > limits.max_target_length) {
-    return problem(414, Reason::TargetTooLong,
+    return problem(Reason::TargetTooLong,
                    "the request target is " + std::to_string(out.target.size()) + " bytes; the limit is " +
                        std::to_string(limits.max_target_length));
   }
-  if (out.target.empty()) return problem(400, Reason::InvalidTarget, "the request target is empty");
+  if (out.target.empty()) return problem(Reason::InvalidTarget, "the request target is empty");
   for (std::size_t i = 0; i < out.target.size(); ++i) {
     const auto c = static_cast<unsigned char>(out.target[i]);
     if (c == ' ' || is_control(c) || c > 0x7e) {
-      return problem(400, Reason::InvalidTarget,
+      return problem(Reason::InvalidTarget,
                      "the request target has byte " + hex(c) + " at offset " + std::to_string(i) +
                          "; spaces, control characters and non-ASCII bytes must be percent-encoded");
     }
@@ -113,20 +113,20 @@ struct Framing {
 
 std::optional<HeadProblem> check_header_line(const Line& line, std::size_t number, Framing& framing) {
   const std::string where = std::string("header line ").append(std::to_string(number));
-  if (!line.crlf) return problem(400, Reason::InvalidHeader, where + " does not end in CRLF");
+  if (!line.crlf) return problem(Reason::InvalidHeader, where + " does not end in CRLF");
   if (!line.text.empty() && (line.text.front() == ' ' || line.text.front() == '\t')) {
-    return problem(400, Reason::InvalidHeader, where + " is a continuation line (obsolete line folding)");
+    return problem(Reason::InvalidHeader, where + " is a continuation line (obsolete line folding)");
   }
   const auto colon = line.text.find(':');
   const auto name = line.text.substr(0, colon);
   if (colon == std::string_view::npos || !is_token(name)) {
-    return problem(400, Reason::InvalidHeader, where + " has no valid field name (an HTTP token followed by ':')");
+    return problem(Reason::InvalidHeader, where + " has no valid field name (an HTTP token followed by ':')");
   }
   const auto value = line.text.substr(colon + 1);
   for (const char ch : value) {
     const auto c = static_cast<unsigned char>(ch);
     if (is_control(c) && c != '\t') {
-      return problem(400, Reason::InvalidHeader,
+      return problem(Reason::InvalidHeader,
                      where + " (" + std::string(name.substr(0, 64)) + ") has control character " + hex(c) + " in its value");
     }
   }
@@ -141,7 +141,7 @@ std::optional<HeadProblem> check_header_line(const Line& line, std::size_t numbe
 }
 
 std::optional<HeadProblem> check_framing(const Framing& f, std::string_view version) {
-  const auto ambiguous = [](std::string detail) { return problem(400, Reason::AmbiguousFraming, std::move(detail)); };
+  const auto ambiguous = [](std::string detail) { return problem(Reason::AmbiguousFraming, std::move(detail)); };
   if (f.content_lengths > 0 && f.transfer_encodings > 0) {
     return ambiguous("the request has both Content-Length and Transfer-Encoding");
   }
@@ -182,14 +182,14 @@ std::optional<HeadProblem> check_request_head(std::string_view head, const HeadL
   Framing framing;
   std::size_t count = 0;
   for (;;) {
-    if (rest.empty()) return problem(400, Reason::InvalidHeader, "the request head does not end with an empty line");
+    if (rest.empty()) return problem(Reason::InvalidHeader, "the request head does not end with an empty line");
     const Line line = next_line(rest);
     if (line.text.empty()) {
-      if (!line.crlf) return problem(400, Reason::InvalidHeader, "the empty line ending the head is a bare LF");
+      if (!line.crlf) return problem(Reason::InvalidHeader, "the empty line ending the head is a bare LF");
       break;
     }
     if (++count > limits.max_header_count) {
-      return problem(431, Reason::TooManyHeaders,
+      return problem(Reason::TooManyHeaders,
                      "the request has more than " + std::to_string(limits.max_header_count) + " header fields");
     }
     if (auto bad = check_header_line(line, count, framing)) return bad;

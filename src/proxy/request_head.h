@@ -27,12 +27,13 @@ struct HeadLimits {
   std::size_t max_header_count = 100;
 };
 
-/// Why a head is refused: the HTTP status to answer, the reason code, and
-/// a sentence for the refusal body and the audit row's error.
+/// Why a head is refused: the reason code (its HTTP status is the reason
+/// table's: policy::status_for) and a sentence for the refusal body and the
+/// audit row's error.
 struct HeadProblem {
-  int status = 400;
   policy::Reason reason = policy::Reason::BadRequest;
   std::string detail;
+  int status() const { return policy::status_for(reason); }
 };
 
 /// The length of the request head at the start of `bytes` (request line,
@@ -56,7 +57,6 @@ std::size_t find_head_end(std::string_view bytes, std::size_t from = 0);
 ///   more than once or not a plain decimal, Transfer-Encoding given more
 ///   than once or other than exactly "chunked", or Transfer-Encoding in an
 ///   HTTP/1.0 request (RFC 9112 §6.1) → ambiguous-framing.
-/// Every refusal's status is 400 unless stated otherwise.
 std::optional<HeadProblem> check_request_head(std::string_view head, const HeadLimits& limits);
 
 }  // namespace egress::proxy

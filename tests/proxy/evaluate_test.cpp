@@ -71,7 +71,7 @@ TEST_CASE("Absolute-form targets parse to a normalised host, port and origin-for
   CHECK(r.target.port == c.port);
   CHECK(r.path == c.path);
   CHECK(r.origin_form == c.origin_form);
-  CHECK(parsed.status == 0);
+  CHECK(parsed.request);
 }
 
 TEST_CASE("The raw host is kept as the worker wrote it", "[proxy]") {
@@ -121,7 +121,7 @@ TEST_CASE("Absolute-form targets that cannot be proxied are refused with 400 and
   INFO("'" << c.target << "'");
   const auto parsed = parse_absolute_target(c.target);
   CHECK_FALSE(parsed.request);
-  CHECK(parsed.status == 400);
+  CHECK(policy::status_for(parsed.reason) == 400);
   CHECK(policy::to_string(parsed.reason) == policy::to_string(c.reason));
   CHECK_FALSE(parsed.error.empty());
 }
@@ -157,7 +157,7 @@ TEST_CASE("CONNECT authorities without a valid host and port are refused", "[pro
   INFO("'" << c << "'");
   const auto parsed = parse_connect_target(c);
   CHECK_FALSE(parsed.request);
-  CHECK(parsed.status == 400);
+  CHECK(policy::status_for(parsed.reason) == 400);
   CHECK(parsed.reason == Reason::InvalidHost);
   CHECK_FALSE(parsed.error.empty());
 }
@@ -254,7 +254,7 @@ TEST_CASE("A name that resolves partly private is refused whole", "[proxy]") {
   CHECK(e.decision.verdict == Verdict::Deny);
   CHECK(e.decision.reason == Reason::PrivateAddress);
   CHECK(e.endpoints.empty());
-  CHECK(e.refusal_status == 403);
+  CHECK(policy::status_for(e.decision.reason) == 403);
   CHECK(resolver.lookups().size() == 1);
 }
 
@@ -279,7 +279,7 @@ TEST_CASE("DNS failures refuse an allowed name with 502, or 504 on a timeout", "
   CHECK(e.decision.verdict == Verdict::Deny);
   CHECK(e.decision.reason == c.reason);
   CHECK(e.decision.detail == "gone.mixed.example: canned failure");
-  CHECK(e.refusal_status == c.refusal_status);
+  CHECK(policy::status_for(e.decision.reason) == c.refusal_status);
   CHECK(e.endpoints.empty());
 }
 
@@ -290,7 +290,7 @@ TEST_CASE("An empty answer for an allowed name is a DNS failure, not a connectio
   const auto e = evaluate_with(*policy, resolver, connect_to("empty.mixed.example:443"));
   CHECK(e.decision.verdict == Verdict::Deny);
   CHECK(e.decision.reason == Reason::DnsFailure);
-  CHECK(e.refusal_status == 502);
+  CHECK(policy::status_for(e.decision.reason) == 502);
   CHECK(e.endpoints.empty());
 }
 
@@ -318,7 +318,7 @@ TEST_CASE("IP literals are decided without resolving", "[proxy]") {
   CHECK(e.decision.verdict == c.verdict);
   CHECK(e.decision.reason == c.reason);
   CHECK(endpoints_of(e) == c.endpoints);
-  if (!e.decision.allows()) CHECK(e.refusal_status == 403);
+  if (!e.decision.allows()) CHECK(policy::status_for(e.decision.reason) == 403);
 }
 
 TEST_CASE("A denied name is never resolved unless an internal cidr could allow it", "[proxy]") {
@@ -357,7 +357,7 @@ TEST_CASE("A denied name is never resolved unless an internal cidr could allow i
   CHECK(e.decision.verdict == c.verdict);
   CHECK(e.decision.reason == c.reason);
   CHECK(endpoints_of(e) == c.endpoints);
-  if (!e.decision.allows()) CHECK(e.refusal_status == 403);
+  if (!e.decision.allows()) CHECK(policy::status_for(e.decision.reason) == 403);
 }
 
 TEST_CASE("Production mode resolves only what an internal cidr could allow", "[proxy]") {
@@ -389,7 +389,7 @@ internal:
     const auto e = evaluate_with(*policy, resolver, http_to("http://example.com/"), "GET");
     CHECK(e.decision.verdict == Verdict::Deny);
     CHECK(e.decision.reason == Reason::NotInternal);
-    CHECK(e.refusal_status == 403);
+    CHECK(policy::status_for(e.decision.reason) == 403);
     CHECK(resolver.lookups().empty());
   }
 }

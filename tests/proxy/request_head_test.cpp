@@ -101,7 +101,7 @@ TEST_CASE("Each smuggling and malformed shape is refused with its status and rea
   REQUIRE(end != std::string::npos);
   const auto problem = check_request_head(std::string_view(c.text).substr(0, end), kLimits);
   REQUIRE(problem.has_value());
-  CHECK(problem->status == c.status);
+  CHECK(problem->status() == c.status);
   CHECK(problem->reason == c.reason);
   CHECK_FALSE(problem->detail.empty());
 }
