@@ -17,7 +17,6 @@
 #include <boost/json/string.hpp>
 #include <spdlog/spdlog.h>
 
-#include "egress/admin/metrics.h"
 #include "egress/proxy/evaluate.h"
 
 namespace egress::proxy {
@@ -145,7 +144,7 @@ void Attempt::finish(const Outcome& outcome) {
   // went away before the tunnel's ClientHello) still gets one.
   if (!decision_recorded_) record_decision();
   auto event = close_event(outcome);
-  admin::metrics().count_request(event, refusal_reason_);
+  sink_.metrics.count_request(event, refusal_reason_);
   sink_.audit.record(std::move(event));
   // Built only when it will be written: at log_level warn the line is work for nothing.
   if (spdlog::should_log(spdlog::level::info)) spdlog::info("{}", log_line(outcome, sink_.log_format));

@@ -22,6 +22,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include "egress/admin/metrics.h"
 #include "egress/audit/event.h"
 #include "egress/audit/store.h"
 #include "egress/config/config.h"
@@ -42,6 +43,7 @@ std::string new_request_id();
 struct AttemptSink {
   audit::AuditStore& audit;
   config::LogFormat log_format = config::LogFormat::Text;
+  admin::Metrics& metrics = admin::metrics();
 };
 
 class Attempt {

@@ -36,6 +36,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -114,7 +115,7 @@ class Exchange {
     // From here on the request exists: its attempt (and clock) starts now,
     // under the policy in force now.
     snapshot_ = worker_.shared.policy.load();
-    attempt_.emplace(AttemptSink{worker_.shared.audit, worker_.shared.config.log_format}, client_.address,
+    attempt_.emplace(worker_.sink(), client_.address,
                      snapshot_->mode());
     const std::string_view method = read.problem ? head_method(client_.buffer) : std::string_view(parser.get().method_string());
     attempt_->set_method(std::string(method));
@@ -323,7 +324,7 @@ class Exchange {
     prepare_client_response(head, version_, true);
     keep_upgrade(head, upgrade);
     head.set("X-Egress-Request-Id", attempt_->request_id());
-    http::response<http::empty_body> switching(std::move(head));
+    http::response<http::empty_body> switching(std::move(head.base()));
     beast::get_lowest_layer(client_.stream).expires_after(limits_.idle_timeout);
     auto [ec, n] = co_await http::async_write(client_.stream, switching, use_nothrow);
     outcome_.bytes_down = n;
@@ -332,7 +333,7 @@ class Exchange {
     } else {
       const auto idle = co_await relay_both_ways(client_.stream, client_.buffer, upstream_->stream(),
                                                  upstream_->buffer(), outcome_.bytes_up, outcome_.bytes_down,
-                                                 limits_.tunnel_idle_timeout);
+                                                 limits_.tunnel_idle_timeout, worker_.metrics);
       if (idle) outcome_.error = idle_text(limits_.tunnel_idle_timeout);
     }
     route_.done(false, false);

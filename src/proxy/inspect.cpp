@@ -46,7 +46,7 @@ class Inspector {
   asio::awaitable<void> run(Attempt::Outcome& outcome) {
     const bool shaken = co_await handshake(outcome);
     if (shaken) {
-      const auto active = admin::metrics().track_tunnel();
+      const auto active = args_.worker.metrics.track_tunnel();
       for (auto ordinal = HeadOrdinal::First;; ordinal = HeadOrdinal::Later) {
         co_await keep_pace_with_audit_writer(args_.worker.shared.audit);
         RequestParser parser;
@@ -58,7 +58,7 @@ class Inspector {
       }
       co_await close_client();
     }
-    if (upstream_ && reusable_) args_.worker.upstream_tls.put(std::move(upstream_), std::chrono::steady_clock::now());
+    if (upstream_ && reusable_) args_.worker.upstream_tls.put(std::move(upstream_), args_.worker.now());
   }
 
   // The route (exchange.h).
@@ -139,7 +139,7 @@ class Inspector {
       note_upstream_failure(ec);
     } else {
       reusable_ = true;
-      admin::metrics().count_upstream_tls(false);
+      args_.worker.metrics.count_upstream_tls(false);
     }
     co_return ec;
   }
@@ -150,7 +150,7 @@ class Inspector {
   asio::awaitable<bool> handshake(Attempt::Outcome& outcome) {
     beast::error_code client_ec;
     if (reused_) {
-      admin::metrics().count_upstream_tls(true);
+      args_.worker.metrics.count_upstream_tls(true);
       reusable_ = true;
       client_ec = co_await client_handshake();
     } else {
@@ -159,7 +159,7 @@ class Inspector {
       if (upstream_ec) outcome.error = args_.tunnel.error_text();
     }
     if (!client_ec) co_return true;
-    admin::metrics().count_tls_handshake_failure(admin::Metrics::TlsStage::Client);
+    args_.worker.metrics.count_tls_handshake_failure(admin::Metrics::TlsStage::Client);
     const bool rejected =
         client_ec.category() == asio::error::get_ssl_category() &&
         tls::classify_handshake_error(static_cast<unsigned long>(client_ec.value())) ==
@@ -175,7 +175,7 @@ class Inspector {
   }
 
   void note_upstream_failure(const beast::error_code& ec) {
-    admin::metrics().count_tls_handshake_failure(admin::Metrics::TlsStage::Upstream);
+    args_.worker.metrics.count_tls_handshake_failure(admin::Metrics::TlsStage::Upstream);
     const auto verify = tls::verification_error(upstream_->stream().next_layer().native_handle());
     if (!verify.empty()) {
       upstream_reason_ = Reason::UpstreamCertInvalid;
@@ -255,7 +255,7 @@ asio::awaitable<void> inspect_tunnel(InspectedTunnel& args, Attempt::Outcome& ou
     const auto& minter = inspection->minter();
     auto leaf = args.worker.cert_cache.get(host.host, now, minter.validity(),
                                            [&](std::string_view name) { return minter.mint(name, now); });
-    admin::metrics().count_cert_cache(leaf.hit);
+    args.worker.metrics.count_cert_cache(leaf.hit);
     if (!leaf.hit) spdlog::debug("minted a leaf certificate for {} (certificate cache miss)", host.host);
     const bool pooled = args.pooled != nullptr;
     auto upstream =

@@ -266,7 +266,8 @@ inline std::string idle_text(std::chrono::milliseconds idle) {
 template <class Client, class Upstream>
 asio::awaitable<bool> relay_both_ways(Client& client, beast::flat_buffer& client_buffer, Upstream& upstream,
                                       beast::flat_buffer& upstream_buffer, std::uint64_t& bytes_up,
-                                      std::uint64_t& bytes_down, std::chrono::milliseconds idle) {
+                                      std::uint64_t& bytes_down, std::chrono::milliseconds idle,
+                                      admin::Metrics& metrics) {
   beast::get_lowest_layer(client).expires_never();
   beast::get_lowest_layer(upstream).expires_never();
   if (client_buffer.size() > 0) {
@@ -282,7 +283,7 @@ asio::awaitable<bool> relay_both_ways(Client& client, beast::flat_buffer& client
     if (ec) co_return false;
   }
   using namespace asio::experimental::awaitable_operators;
-  const auto active = admin::metrics().track_tunnel();
+  const auto active = metrics.track_tunnel();
   auto last_activity = std::chrono::steady_clock::now();
   auto& a = pumpable(client);
   auto& b = pumpable(upstream);

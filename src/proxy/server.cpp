@@ -82,7 +82,7 @@ asio::awaitable<void> sweep_upstream_pool(Worker& worker) {
     timer.expires_after(1s);
     auto [ec] = co_await timer.async_wait(use_nothrow);
     if (ec) co_return;
-    worker.upstream_tls.sweep(std::chrono::steady_clock::now());
+    worker.upstream_tls.sweep(worker.now());
   }
 }
 
@@ -255,7 +255,7 @@ int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, au
   std::vector<std::unique_ptr<Worker>> workers;
   auto endpoint = listen_endpoint(config.listen);
   for (unsigned i = 0; i < threads; ++i) {
-    auto& worker = *workers.emplace_back(std::make_unique<Worker>(shared, dns_options));
+    auto& worker = *workers.emplace_back(std::make_unique<Worker>(shared, serving_parts(dns_options)));
     open_acceptor(worker, endpoint);
     endpoint = worker.acceptor->local_endpoint();  // port 0: the others share the port the first one got
   }

@@ -166,7 +166,7 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
   UpstreamTlsPtr pooled;
   if (evaluation.decision.inspect) {
     pooled = worker_.upstream_tls.take(authority_of(target.target, 0), evaluation.endpoints,
-                                       std::chrono::steady_clock::now());
+                                       worker_.now());
   }
   if (pooled) {
     attempt.set_upstream(endpoint_text(pooled->endpoint()));
@@ -215,7 +215,7 @@ asio::awaitable<void> Session::serve_tunnel(Attempt& attempt, const RequestTarge
   auto upstream = route_.take();
   const auto idle = worker_.shared.config.limits.tunnel_idle_timeout;
   const bool idled = co_await relay_both_ways(client_, client_buffer_, upstream->stream(), upstream->buffer(),
-                                              outcome.bytes_up, outcome.bytes_down, idle);
+                                              outcome.bytes_up, outcome.bytes_down, idle, worker_.metrics);
   if (idled) outcome.error = idle_text(idle);
 }
 

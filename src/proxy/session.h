@@ -94,7 +94,7 @@ class Session {
   boost::asio::awaitable<void> serve_tunnel(Attempt& attempt, const RequestTarget& target,
                                             const Evaluation& evaluation, UpstreamTlsPtr pooled,
                                             Attempt::Outcome& outcome);
-  AttemptSink sink() const { return {worker_.shared.audit, worker_.shared.config.log_format}; }
+  AttemptSink sink() const { return worker_.sink(); }
 
   Worker& worker_;
   std::optional<ConnectionLimiter::Ticket> ticket_;  // empty: over a connection limit

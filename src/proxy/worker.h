@@ -6,6 +6,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -19,6 +21,7 @@
 #include "egress/dns/resolver.h"
 #include "egress/policy/policy.h"
 #include "egress/secrets/secrets.h"
+#include "proxy/attempt.h"
 #include "proxy/connection_limits.h"
 #include "proxy/upstream_pool.h"
 #include "egress/tls/cert_cache.h"
@@ -54,14 +57,36 @@ struct Shared {
 
 class Session;
 
+/// What a Worker takes from outside, so tests can give it fakes: its
+/// resolver (made for the worker's own executor), the metrics it counts
+/// into and the clock its pools and tunnels read.
+struct WorkerParts {
+  using ResolverFactory = std::function<dns::ResolverPtr(boost::asio::any_io_executor)>;
+  using Clock = std::chrono::steady_clock::time_point (*)();
+  ResolverFactory make_resolver;
+  admin::Metrics& metrics = admin::metrics();
+  Clock now = &std::chrono::steady_clock::now;
+};
+
+/// The parts `serve` runs with: the c-ares resolver, counted into the
+/// process metrics.
+inline WorkerParts serving_parts(const dns::ResolverOptions& dns_options) {
+  return {[dns_options](boost::asio::any_io_executor executor) {
+            return admin::count_lookups(dns::make_cares_resolver(executor, dns_options));
+          }};
+}
+
 struct Worker {
-  Worker(Shared& shared, const dns::ResolverOptions& dns_options)
-      : shared(shared),
-        resolver(admin::count_lookups(dns::make_cares_resolver(ioc.get_executor(), dns_options))) {}
+  Worker(Shared& shared, const WorkerParts& parts)
+      : shared(shared), resolver(parts.make_resolver(ioc.get_executor())), metrics(parts.metrics), now(parts.now) {}
 
   boost::asio::io_context ioc{1};  // one thread: no locking inside
   Shared& shared;
-  dns::ResolverPtr resolver;  // counted into admin::metrics()
+  dns::ResolverPtr resolver;
+  admin::Metrics& metrics;
+  WorkerParts::Clock now;
+  /// Where this thread's attempts record their events.
+  AttemptSink sink() const { return {shared.audit, shared.config.log_format, metrics}; }
   std::optional<boost::asio::ip::tcp::acceptor> acceptor;
   std::list<Session*> sessions;  // live sessions, for the forced close after the grace period
   /// Minted leaf certificates of this thread's inspected tunnels: per
