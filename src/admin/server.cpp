@@ -3,19 +3,13 @@
 // connection gets a short deadline and a small head limit.
 #include "egress/admin/server.h"
 
-#include <spdlog/spdlog.h>
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <thread>
 
-#include "egress/config/config.h"
+#include "egress/admin/listener.h"
 
 namespace egress::admin {
 namespace {
@@ -83,59 +77,19 @@ asio::awaitable<void> serve_connection(tcp::socket socket, Metrics& metrics) {
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, Metrics& metrics) {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
-    if (!acceptor.is_open()) co_return;
-    if (ec) continue;
-    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), metrics), asio::detached);
-  }
-}
-
 }  // namespace
 
 struct AdminServer::Impl {
-  asio::io_context ioc{1};
-  tcp::acceptor acceptor{ioc};
-  std::string address;
-  std::thread thread;
+  explicit Impl(const std::string& listen, Metrics& metrics)
+      : listener("admin", listen, [&metrics](tcp::socket socket) { return serve_connection(std::move(socket), metrics); }) {}
+  Listener listener;
 };
 
-AdminServer::AdminServer(const std::string& listen, Metrics& metrics) : impl_(std::make_unique<Impl>()) {
-  const auto host_port = config::parse_host_port(listen);
-  if (!host_port) throw std::runtime_error("admin listener '" + listen + "': expected HOST:PORT");
-  beast::error_code ec;
-  const auto ip = asio::ip::make_address(host_port->host, ec);
-  if (ec) throw std::runtime_error("admin listener '" + listen + "': '" + host_port->host + "' is not an IP address");
-  const tcp::endpoint endpoint(ip, host_port->port);
-  auto& acceptor = impl_->acceptor;
-  acceptor.open(endpoint.protocol(), ec);
-  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor.bind(endpoint, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw std::runtime_error("admin listener cannot listen on " + listen + ": " + ec.message());
-  const auto bound = acceptor.local_endpoint();
-  impl_->address = (bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string()) +
-                   ":" + std::to_string(bound.port());
-  asio::co_spawn(impl_->ioc, accept_loop(acceptor, metrics), asio::detached);
-  impl_->thread = std::thread([impl = impl_.get()] {
-    try {
-      impl->ioc.run();
-    } catch (const std::exception& e) {
-      spdlog::error("admin listener stopped: {}", e.what());
-    }
-  });
-}
+AdminServer::AdminServer(const std::string& listen, Metrics& metrics)
+    : impl_(std::make_unique<Impl>(listen, metrics)) {}
 
-AdminServer::~AdminServer() {
-  asio::post(impl_->ioc, [impl = impl_.get()] {
-    beast::error_code ignored;
-    impl->acceptor.close(ignored);
-  });
-  impl_->ioc.stop();
-  impl_->thread.join();
-}
+AdminServer::~AdminServer() = default;
 
-const std::string& AdminServer::address() const { return impl_->address; }
+const std::string& AdminServer::address() const { return impl_->listener.address(); }
 
 }  // namespace egress::admin

@@ -336,6 +336,21 @@ void in_read_transaction(sqlite3* db, const std::string& path, Body&& body) {
   exec(db, "COMMIT", path, "cannot end a read transaction");
 }
 
+/// The newest event id of `db` (0 when it has none), in the caller's
+/// transaction.
+std::int64_t newest_id(sqlite3* db, const std::string& path) {
+  const auto head = run_sql(db, {"SELECT coalesce(max(id), 0) FROM events", {}}, path);
+  return std::get<std::int64_t>(head.at(0).at(0));
+}
+
+/// "SELECT <the event columns of this schema version> FROM events WHERE
+/// <filter>"; the caller appends its own bounds, order and limit.
+Sql select_events(const Filter& filter, std::int64_t version) {
+  Sql sql;
+  sql.text = "SELECT " + select_list(kEventColumns, version) + " FROM events WHERE " + where_clause(filter, sql.params);
+  return sql;
+}
+
 }  // namespace
 
 Rows LogSet::newest(const Filter& filter, std::size_t n, std::vector<std::int64_t>& cursor) const {
@@ -347,11 +362,9 @@ Rows LogSet::newest(const Filter& filter, std::size_t n, std::vector<std::int64_
     // The cursor is the newest id at this moment, read in the same
     // transaction as the rows so follow() neither repeats nor skips one.
     in_read_transaction(db, paths_[i], [&] {
-      const auto head = run_sql(db, {"SELECT coalesce(max(id), 0) FROM events", {}}, paths_[i]);
-      cursor[i] = std::get<std::int64_t>(head.at(0).at(0));
-      Sql sql;
-      sql.text = "SELECT * FROM (SELECT " + select_list(kEventColumns, impl_->versions[i]) + " FROM events WHERE " +
-                 where_clause(filter, sql.params) + " AND id <= ? ORDER BY id DESC LIMIT ?) ORDER BY id";
+      cursor[i] = newest_id(db, paths_[i]);
+      Sql sql = select_events(filter, impl_->versions[i]);
+      sql.text = "SELECT * FROM (" + sql.text + " AND id <= ? ORDER BY id DESC LIMIT ?) ORDER BY id";
       sql.params.emplace_back(cursor[i]);
       sql.params.emplace_back(static_cast<std::int64_t>(n));
       per_db.push_back(run_sql(db, sql, paths_[i], &columns));
@@ -376,11 +389,9 @@ Rows LogSet::follow(const Filter& filter, std::vector<std::int64_t>& cursor) con
     // to that head even past rows the filter drops, so they are not scanned
     // again on the next poll.
     in_read_transaction(db, paths_[i], [&] {
-      const auto head_row = run_sql(db, {"SELECT coalesce(max(id), 0) FROM events", {}}, paths_[i]);
-      const std::int64_t head = std::get<std::int64_t>(head_row.at(0).at(0));
-      Sql sql;
-      sql.text = "SELECT " + select_list(kEventColumns, impl_->versions[i]) + " FROM events WHERE " +
-                 where_clause(filter, sql.params) + " AND id > ? AND id <= ? ORDER BY id LIMIT ?";
+      const std::int64_t head = newest_id(db, paths_[i]);
+      Sql sql = select_events(filter, impl_->versions[i]);
+      sql.text += " AND id > ? AND id <= ? ORDER BY id LIMIT ?";
       sql.params.emplace_back(cursor[i]);
       sql.params.emplace_back(head);
       sql.params.emplace_back(kMaxRowsPerPoll);

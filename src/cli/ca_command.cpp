@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/guarded.h"
 #include "egress/tls/ca.h"
 
 namespace egress::cli {
@@ -80,15 +81,6 @@ int run_init(const CaFlags& flags) {
   return run_show(show);
 }
 
-int guarded(const char* name, int (*run)(const CaFlags&), const CaFlags& flags) {
-  try {
-    return run(flags);
-  } catch (const std::exception& e) {
-    std::cerr << "egress ca " << name << ": " << e.what() << "\n";
-  }
-  return kExitUsage;
-}
-
 }  // namespace
 
 void add_ca_command(CLI::App& app, int& exit_code) {
@@ -105,11 +97,11 @@ void add_ca_command(CLI::App& app, int& exit_code) {
   init->add_option("--permit", flags->permit,
                    "restrict the CA to this domain and its subdomains (X.509 name constraints; repeatable). "
                    "Only when the inspected domains are known and fixed: leaves for other hosts then fail");
-  init->callback([flags, &exit_code] { exit_code = guarded("init", run_init, *flags); });
+  init->callback([flags, &exit_code] { exit_code = run_reporting_errors("egress ca init", [&] { return run_init(*flags); }); });
 
   auto* show = ca->add_subcommand("show", "Subject, fingerprint, validity, and how to trust the CA in a worker image");
   show->add_option("--cert", flags->cert, "CA certificate (default certs/ca.crt)");
-  show->callback([flags, &exit_code] { exit_code = guarded("show", run_show, *flags); });
+  show->callback([flags, &exit_code] { exit_code = run_reporting_errors("egress ca show", [&] { return run_show(*flags); }); });
 }
 
 }  // namespace egress::cli

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/guarded.h"
 #include "egress/policy/policy.h"
 #include "egress/proxy/evaluate.h"
 #include "egress/secrets/secrets.h"
@@ -266,17 +267,6 @@ int run_import(const PolicyFlags& flags) {
   return kExitOk;
 }
 
-int guarded(const char* name, int (*run)(const PolicyFlags&), const PolicyFlags& flags) {
-  try {
-    return run(flags);
-  } catch (const policy::PolicyLoadError& e) {
-    std::cerr << "egress policy " << name << ": the policy has errors:\n" << e.what() << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "egress policy " << name << ": " << e.what() << "\n";
-  }
-  return kExitUsage;
-}
-
 }  // namespace
 
 void add_policy_command(CLI::App& app, int& exit_code) {
@@ -284,7 +274,9 @@ void add_policy_command(CLI::App& app, int& exit_code) {
   auto* policy = app.add_subcommand("policy", "Admin tools for policy files: lint, hash-token, diff, suggest, import");
   policy->require_subcommand(1);
   auto bind = [&, flags](CLI::App* sub, const char* name, int (*run)(const PolicyFlags&)) {
-    sub->callback([flags, &exit_code, name, run] { exit_code = guarded(name, run, *flags); });
+    sub->callback([flags, &exit_code, name, run] {
+      exit_code = run_reporting_errors(std::string("egress policy ") + name, [&] { return run(*flags); });
+    });
   };
 
   auto* lint = policy->add_subcommand("lint", "Every problem and warning of policy files, as FILE:LINE: severity: "

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/guarded.h"
 #include "egress/config/config.h"
 #include "egress/sandbox/render.h"
 #include "egress/sandbox/sandbox.h"
@@ -45,21 +46,24 @@ sandbox::Breakage parse_breakage(const std::string& text) {
   throw sandbox::SandboxError("--break " + text + ": only default-route or secret-in-env");
 }
 
+// The flags both verify modes share.
+void set_expectations(sandbox::VerifyExpectations& e, const SandboxFlags& f) {
+  e.role = f.role;
+  e.allowed_url = f.allowed_url;
+  e.denied_url = f.denied_url;
+  e.secrets_dir = f.secrets_dir;
+  e.breakage = parse_breakage(f.breakage);
+}
+
 std::string self_path() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? "egress" : p.string();
 }
 
-int guarded(const std::function<int()>& body, int failure_code) {
-  try {
-    return body();
-  } catch (const sandbox::SandboxError& e) {
-    std::cerr << "egress sandbox: " << e.what() << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "egress sandbox: " << e.what() << "\n";
-  }
-  return failure_code;
+// Every subcommand's errors read "egress sandbox: …", as they always have.
+int guarded(const std::function<int()>& body, int failure_code = kExitUsage) {
+  return run_reporting_errors("egress sandbox", body, failure_code);
 }
 
 }  // namespace
@@ -132,32 +136,23 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
         [&] {
           if (!f->docker_workers.empty() || !f->compose_project.empty()) {
             sandbox::DockerVerifyOptions d;
+            set_expectations(d, *f);
             d.docker = f->docker_cli;
             d.workers = f->docker_workers;
             d.compose_project = f->compose_project;
             d.proxy_service = f->proxy_service;
             d.egress_container = f->egress_container;
             d.upstream = f->upstream;
-            d.allowed_url = f->allowed_url;
-            d.denied_url = f->denied_url;
-            d.role = f->role;
-            d.secrets_dir = f->secrets_dir;
-            d.breakage = parse_breakage(f->breakage);
             return sandbox::run_verify_docker(d, std::cout);
           }
           sandbox::VerifyOptions o;
           o.egress_binary = self_path();
           o.policy_file = f->policy;
-          o.role = f->role;
           o.proxy = parse_proxy(f->proxy);
-          o.allowed_url = f->allowed_url;
-          o.denied_url = f->denied_url;
+          set_expectations(o, *f);
           o.rootfs = f->rootfs;
-          o.secrets_dir = f->secrets_dir;
-          o.breakage = parse_breakage(f->breakage);
           return sandbox::run_verify(o, std::cout);
-        },
-        kExitUsage);
+        });
   });
 
   auto* render = cmd->add_subcommand("render", "write deployment files: compose, docker-daemon, k8s, seccomp, apparmor");
@@ -180,8 +175,7 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
           for (const auto& path : sandbox::render_to_directory(sandbox::parse_target(f->target), o, f->out))
             std::cout << "wrote " << path << "\n";
           return kExitOk;
-        },
-        kExitUsage);
+        });
   });
 
   auto* setup = cmd->add_subcommand("setup", "create the proxy address and the firewall table (before `egress serve`)");
@@ -194,8 +188,7 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
           std::cout << "proxy address " << proxy.to_string() << " ready (on lo, label " << sandbox::kProxyLabel << ")"
                     << "; start egress with --listen " << proxy.to_string() << "\n";
           return kExitOk;
-        },
-        kExitUsage);
+        });
   });
 
   auto* teardown = cmd->add_subcommand("teardown", "remove the proxy address and the firewall table (sweeps first)");
@@ -211,8 +204,7 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
             return 1;
           }
           return kExitOk;
-        },
-        kExitUsage);
+        });
   });
 
   auto* sweep = cmd->add_subcommand("sweep", "remove what dead sandboxes left behind");
@@ -221,8 +213,7 @@ void add_sandbox_command(CLI::App& app, int& exit_code) {
         [&] {
           std::cout << "removed " << sandbox::sweep() << " dead sandbox(es)\n";
           return kExitOk;
-        },
-        kExitUsage);
+        });
   });
 }
 

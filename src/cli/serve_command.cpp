@@ -6,8 +6,11 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <stdexcept>
 
 #include "cli/commands.h"
+#include "cli/guarded.h"
+#include "cli/serve_config.h"
 #include "cli/logging.h"
 #include "egress/admin/metrics.h"
 #include "egress/admin/server.h"
@@ -23,106 +26,6 @@
 
 namespace egress::cli {
 namespace {
-
-struct ServeFlags {
-  std::string config_file, mode, policy_file, listen, admin_listen, console_listen, audit_db, audit_stream, secrets_dir,
-      retention, log_level,
-      log_format;
-  std::string ca_cert, ca_key, upstream_ca;
-  std::string stream_format, replicate_to, replica, password_file;
-  std::int64_t max_backlog = -1;  // -1: not given
-  unsigned threads = 0;
-};
-
-/// The audit stream format and replication flags on top of the file's
-/// `audit:` section. A DSN with a password in it is refused wherever it
-/// came from: the password belongs in a file (never argv, never logs).
-void apply_audit_flags(const ServeFlags& flags, config::ServeConfig& config) {
-  if (!flags.stream_format.empty()) config.audit_stream_format = flags.stream_format;
-  if (config.audit_stream_format != "rows" && config.audit_stream_format != "ocsf") {
-    throw config::ConfigError("--audit-stream-format " + config.audit_stream_format + ": use rows or ocsf");
-  }
-  auto& rep = config.replication;
-  if (!flags.replicate_to.empty()) rep.replicate_to = flags.replicate_to;
-  if (!flags.replica.empty()) rep.replica = flags.replica;
-  if (!flags.password_file.empty()) rep.password_file = flags.password_file;
-  if (flags.max_backlog >= 0) rep.max_backlog = static_cast<std::uint64_t>(flags.max_backlog);
-  if (rep.replicate_to.empty()) return;
-  if (!audit::is_central_dsn(rep.replicate_to)) {
-    throw config::ConfigError("audit.replicate_to " + audit::redact_dsn(rep.replicate_to) +
-                              ": expected a postgresql:// URI, e.g. postgresql://egress@db.internal/audit");
-  }
-  if (audit::dsn_has_password(rep.replicate_to)) {
-    throw config::ConfigError("audit.replicate_to " + audit::redact_dsn(rep.replicate_to) +
-                              ": holds a password; remove it and put the password in a file named by "
-                              "--audit-replicate-password-file (audit.password_file) or in PGPASSFILE");
-  }
-  if (rep.replica.empty()) rep.replica = audit::default_replica_name();
-}
-
-/// The configuration file (if any) with the flags on top. Throws
-/// config::ConfigError.
-config::ServeConfig effective_config(const ServeFlags& flags) {
-  auto config = flags.config_file.empty() ? config::ServeConfig{} : config::load_config_file(flags.config_file);
-  if (!flags.mode.empty()) {
-    config.mode = policy::mode_from_string(flags.mode);
-    if (!config.mode) throw config::ConfigError("--mode " + flags.mode + ": use production, self-hosted or developer");
-  }
-  if (!flags.policy_file.empty()) config.policy_file = flags.policy_file;
-  if (!flags.listen.empty()) {
-    if (!config::parse_host_port(flags.listen)) {
-      throw config::ConfigError("--listen " + flags.listen + ": expected HOST:PORT, e.g. 127.0.0.1:3128");
-    }
-    config.listen = flags.listen;
-  }
-  if (!flags.admin_listen.empty()) {
-    if (flags.admin_listen != "off" && !config::parse_host_port(flags.admin_listen)) {
-      throw config::ConfigError("--admin-listen " + flags.admin_listen + ": expected HOST:PORT, e.g. 127.0.0.1:9128, or off");
-    }
-    config.admin_listen = flags.admin_listen;
-  }
-  if (!flags.console_listen.empty()) {
-    if (flags.console_listen != "off" && !config::parse_host_port(flags.console_listen)) {
-      throw config::ConfigError("--console-listen " + flags.console_listen +
-                                ": expected HOST:PORT, e.g. 127.0.0.1:9130, or off");
-    }
-    config.console.listen = flags.console_listen == "off" ? "" : flags.console_listen;
-  }
-  if (!flags.audit_db.empty()) config.audit_db = flags.audit_db;
-  if (!flags.audit_stream.empty()) config.audit_stream = flags.audit_stream;
-  if (!flags.secrets_dir.empty()) config.secrets_dir = flags.secrets_dir;
-  apply_audit_flags(flags, config);
-  // The console's live feed is the audit writer's row stream (one hook), so
-  // it cannot run beside an OCSF-shaped stream yet.
-  if (!config.console.listen.empty() && config.audit_stream_format == "ocsf") {
-    throw config::ConfigError("the console (console.listen) reads the audit stream's row format; it cannot run with "
-                              "audit_stream_format ocsf: drop one of them");
-  }
-  if (!flags.retention.empty()) {
-    const auto retention = config::parse_duration(flags.retention);
-    if (!retention) throw config::ConfigError("--retention " + flags.retention + ": expected a duration such as 90d or 12h");
-    config.retention = *retention;
-  }
-  if (!flags.log_level.empty()) {
-    if (!config::valid_log_level(flags.log_level)) {
-      throw config::ConfigError("--log-level " + flags.log_level + ": expected trace, debug, info, warn, error or off");
-    }
-    config.log_level = flags.log_level;
-  }
-  if (!flags.log_format.empty()) {
-    const auto format = config::parse_log_format(flags.log_format);
-    if (!format) throw config::ConfigError("--log-format " + flags.log_format + ": expected text or json");
-    config.log_format = *format;
-  }
-  if (flags.threads) config.threads = flags.threads;
-  if (!flags.ca_cert.empty()) config.tls.ca_cert = flags.ca_cert;
-  if (!flags.ca_key.empty()) config.tls.ca_key = flags.ca_key;
-  if (!flags.upstream_ca.empty()) config.tls.upstream_ca = flags.upstream_ca;
-  if (config.tls.ca_cert.empty() != config.tls.ca_key.empty()) {
-    throw config::ConfigError("TLS inspection needs both --ca-cert and --ca-key (or tls.ca_cert and tls.ca_key)");
-  }
-  return config;
-}
 
 /// The first rule with `inspect: true` in the policy (global or a role's),
 /// or nullptr.
@@ -192,172 +95,186 @@ void print_banner(const config::ServeConfig& config, const policy::Policy& polic
       << std::flush;
 }
 
-int run_serve(const ServeFlags& flags) {
-  config::ServeConfig config;
-  try {
-    config = effective_config(flags);
-  } catch (const config::ConfigError& e) {
-    std::cerr << "egress serve: " << e.what() << "\n";
-    return kExitUsage;
-  }
-  setup_logging(config);
+// An error that stops serve before it serves: what failed, with the step's
+// name in front (main prints it after "egress serve: ").
+[[noreturn]] void fail_step(const std::string& step, const std::exception& e) {
+  throw std::runtime_error(step + e.what());
+}
 
+// One `egress serve` run: each step below opens one part, in this order, and
+// throws (with what failed) when it cannot. Members are declared in the
+// order they are made, so that what is made later goes first; run() ends
+// the servers, then the store, explicitly and in this order.
+class ServeRun {
+ public:
+  explicit ServeRun(config::ServeConfig config) : config_(std::move(config)), policy_tracker_(config_.policy_file) {}
+
+  int run() {
+    load_inspection();
+    load_first_policy();
+    load_secrets();
+    open_store();
+    start_background();
+    start_admin();
+    start_console();
+    return serve();
+  }
+
+ private:
   // The CA is checked before anything else is opened: a key with loose
   // permissions or a CA that does not load stops serve here, saying why.
-  std::shared_ptr<const tls::Inspection> inspection;
-  if (!config.tls.ca_cert.empty()) {
+  void load_inspection() {
+    const auto& tls = config_.tls;
+    if (tls.ca_cert.empty()) return;
     try {
-      inspection = tls::Inspection::load({config.tls.ca_cert, config.tls.ca_key, config.tls.upstream_ca,
-                                          config.tls.cert_cache_size, std::chrono::hours(24)});
+      inspection_ = tls::Inspection::load({tls.ca_cert, tls.ca_key, tls.upstream_ca, tls.cert_cache_size, std::chrono::hours(24)});
     } catch (const std::exception& e) {
-      std::cerr << "egress serve: TLS inspection: " << e.what() << "\n";
-      return kExitUsage;
+      fail_step("TLS inspection: ", e);
     }
-    spdlog::info("TLS inspection CA {} ({}) loaded", config.tls.ca_cert, inspection->minter().authority().subject());
+    spdlog::info("TLS inspection CA {} ({}) loaded", tls.ca_cert, inspection_->minter().authority().subject());
   }
 
   // Every load (the first, SIGHUP, a changed file) is recorded for the
   // console's Health page and rule suggestions.
-  console::PolicyTracker policy_tracker(config.policy_file);
-  const proxy::PolicyLoader load_policy = [&config, &policy_tracker, have_ca = inspection != nullptr] {
-    try {
-      auto loaded = config.policy_file.empty() ? policy::default_policy(config.mode)
-                                               : policy::load_policy_file(config.policy_file, config.mode);
-      require_ca_for_inspection(*loaded, have_ca);
-      policy_tracker.loaded(loaded);
-      return loaded;
-    } catch (const std::exception& e) {
-      policy_tracker.failed(e.what());
-      throw;
-    }
-  };
-  policy::PolicySnapshot first_policy;
-  try {
-    first_policy = load_policy();
-  } catch (const policy::PolicyLoadError& e) {
-    std::cerr << "egress serve: the policy has errors:\n" << e.what() << "\n";
-    return kExitUsage;
-  }
-  // Secrets are read before anything listens: a file egress must not trust
-  // stops serve here, naming the file (never the value).
-  proxy::SecretsLoader load_secrets;
-  if (!config.secrets_dir.empty()) {
-    load_secrets = [&config] {
-      return std::make_shared<const secrets::SecretStore>(secrets::SecretStore::load(config.secrets_dir));
+  void load_first_policy() {
+    load_policy_ = [this, have_ca = inspection_ != nullptr] {
+      try {
+        auto loaded = config_.policy_file.empty() ? policy::default_policy(config_.mode)
+                                                  : policy::load_policy_file(config_.policy_file, config_.mode);
+        require_ca_for_inspection(*loaded, have_ca);
+        policy_tracker_.loaded(loaded);
+        return loaded;
+      } catch (const std::exception& e) {
+        policy_tracker_.failed(e.what());
+        throw;
+      }
     };
-    try {
-      const auto names = load_secrets()->names();
-      spdlog::info("{} secret(s) loaded from {}", names.size(), config.secrets_dir);
-    } catch (const secrets::SecretsError& e) {
-      std::cerr << "egress serve: " << e.what() << "\n";
-      return kExitUsage;
-    }
+    first_policy_ = load_policy_();  // a PolicyLoadError is reported as "the policy has errors"
   }
 
-  // Declared before the store, whose writer publishes into it until the
-  // store is gone.
-  console::EventHub console_hub;
-  audit::AuditStorePtr store;
-  try {
-    audit::StoreOptions options;
-    options.path = config.audit_db;
-    options.sync = config.audit_sync == config::AuditSync::Full ? audit::StoreOptions::Sync::Full
-                                                                : audit::StoreOptions::Sync::Normal;
-    options.stream = open_stream(config.audit_stream);
-    options.stream_format =
-        config.audit_stream_format == "ocsf" ? audit::StreamFormat::Ocsf : audit::StreamFormat::Rows;
-    if (!config.console.listen.empty()) {
-      options.stream = [file = std::move(options.stream), &console_hub](const std::string& line) {
-        if (file) file(line);
-        console_hub.publish(line);
-      };
+  // Secrets are read before anything listens: a file egress must not trust
+  // stops serve here, naming the file (never the value).
+  void load_secrets() {
+    if (config_.secrets_dir.empty()) return;
+    load_secrets_ = [this] {
+      return std::make_shared<const secrets::SecretStore>(secrets::SecretStore::load(config_.secrets_dir));
+    };
+    const auto names = load_secrets_()->names();
+    spdlog::info("{} secret(s) loaded from {}", names.size(), config_.secrets_dir);
+  }
+
+  void open_store() {
+    try {
+      audit::StoreOptions options;
+      options.path = config_.audit_db;
+      options.sync = config_.audit_sync == config::AuditSync::Full ? audit::StoreOptions::Sync::Full
+                                                                   : audit::StoreOptions::Sync::Normal;
+      options.stream = open_stream(config_.audit_stream);
+      options.stream_format =
+          config_.audit_stream_format == "ocsf" ? audit::StreamFormat::Ocsf : audit::StreamFormat::Rows;
+      if (!config_.console.listen.empty()) {
+        options.stream = [file = std::move(options.stream), this](const std::string& line) {
+          if (file) file(line);
+          console_hub_.publish(line);
+        };
+      }
+      store_ = audit::AuditStore::open(options);
+    } catch (const std::exception& e) {
+      fail_step("cannot open the audit database: ", e);
     }
-    store = audit::AuditStore::open(options);
-  } catch (const std::exception& e) {
-    std::cerr << "egress serve: cannot open the audit database: " << e.what() << "\n";
-    return kExitUsage;
   }
 
   // Retention prunes on its own connection in small transactions between
   // the writer's commits; every tenth of the retention, at most 10 minutes.
-  std::unique_ptr<audit::Retention> retention;
-  if (config.retention.count() > 0) {
-    const auto interval = std::clamp<std::chrono::milliseconds>(config.retention / 10, std::chrono::seconds(1),
-                                                                std::chrono::minutes(10));
-    retention = std::make_unique<audit::Retention>(
-        config.audit_db, std::chrono::duration_cast<std::chrono::seconds>(config.retention), interval);
-  }
-
   // The shipper reads committed rows on its own thread and connections;
-  // nothing on the request path waits for it.
-  std::unique_ptr<audit::Replicator> replicator;
-  if (!config.replication.replicate_to.empty()) {
+  // nothing on the request path waits for either.
+  void start_background() {
+    if (config_.retention.count() > 0) {
+      const auto interval = std::clamp<std::chrono::milliseconds>(config_.retention / 10, std::chrono::seconds(1),
+                                                                  std::chrono::minutes(10));
+      retention_ = std::make_unique<audit::Retention>(
+          config_.audit_db, std::chrono::duration_cast<std::chrono::seconds>(config_.retention), interval);
+    }
+    if (config_.replication.replicate_to.empty()) return;
     try {
       audit::ReplicationOptions options;
-      options.db_path = config.audit_db;
-      options.dsn = config.replication.replicate_to;
-      options.password_file = config.replication.password_file;
-      options.replica = config.replication.replica;
-      replicator = std::make_unique<audit::Replicator>(options);
+      options.db_path = config_.audit_db;
+      options.dsn = config_.replication.replicate_to;
+      options.password_file = config_.replication.password_file;
+      options.replica = config_.replication.replica;
+      replicator_ = std::make_unique<audit::Replicator>(options);
     } catch (const std::exception& e) {
-      std::cerr << "egress serve: audit replication: " << e.what() << "\n";
-      return kExitUsage;
+      fail_step("audit replication: ", e);
     }
   }
 
-  // The admin listener reads the audit store's state at scrape time; the
-  // probe is withdrawn (guard) before the store goes.
-  const auto audit_probe = admin::metrics().watch_audit([&store, &replicator, &config] {
-    admin::AuditState state{store->healthy(), store->stats(), std::nullopt, config.replication.max_backlog};
-    if (replicator) state.replication = replicator->stats();
-    return state;
-  });
-  std::unique_ptr<admin::AdminServer> admin_server;
-  if (!config.admin_listen.empty() && config.admin_listen != "off") {
+  // The admin listener reads the audit store's state at scrape time. On
+  // the default address a port in use only costs the listener; an address
+  // the admin chose must work.
+  void start_admin() {
+    audit_probe_ = admin::metrics().watch_audit([this] {
+      admin::AuditState state{store_->healthy(), store_->stats(), std::nullopt, config_.replication.max_backlog};
+      if (replicator_) state.replication = replicator_->stats();
+      return state;
+    });
+    if (config_.admin_listen.empty() || config_.admin_listen == "off") return;
     try {
-      admin_server = std::make_unique<admin::AdminServer>(config.admin_listen, admin::metrics());
-      spdlog::info("admin listener on http://{} (/healthz, /readyz, /metrics)", admin_server->address());
+      admin_server_ = std::make_unique<admin::AdminServer>(config_.admin_listen, admin::metrics());
+      spdlog::info("admin listener on http://{} (/healthz, /readyz, /metrics)", admin_server_->address());
     } catch (const std::exception& e) {
-      if (config.admin_listen != config::kDefaultAdminListen) {
-        std::cerr << "egress serve: " << e.what() << "\n";
-        return kExitUsage;
-      }
+      if (config_.admin_listen != config::kDefaultAdminListen) throw;
       spdlog::warn("{}; serving without the admin listener (set admin_listen or --admin-listen)", e.what());
     }
   }
 
-  std::unique_ptr<console::ConsoleServer> console_server;
-  if (!config.console.listen.empty()) {
-    try {
-      console_server = std::make_unique<console::ConsoleServer>(
-          console::ConsoleOptions{config.console.listen, config.console.secret_hashes, config.console.secure_cookie,
-                                  config.console.session_ttl, config.audit_db, &policy_tracker,
-                                  [] { return admin::metrics().render(); }},
-          console_hub);
-      spdlog::info("console on http://{}/ (read-only; log in with a secret whose hash is in console.secret_hashes)",
-                   console_server->address());
-    } catch (const std::exception& e) {
-      std::cerr << "egress serve: " << e.what() << "\n";
-      return kExitUsage;
-    }
+  void start_console() {
+    const auto& console = config_.console;
+    if (console.listen.empty()) return;
+    console_server_ = std::make_unique<console::ConsoleServer>(
+        console::ConsoleOptions{console.listen, console.secret_hashes, console.secure_cookie, console.session_ttl,
+                                config_.audit_db, &policy_tracker_, [] { return admin::metrics().render(); }},
+        console_hub_);
+    spdlog::info("console on http://{}/ (read-only; log in with a secret whose hash is in console.secret_hashes)",
+                 console_server_->address());
   }
 
-  try {
+  int serve() {
     const int code = proxy::serve(
-        config, load_policy, *store,
-        [&](const std::string& address) { print_banner(config, *first_policy, address); }, inspection,
-        load_secrets);
-    console_server.reset();
-    admin_server.reset();
-    retention.reset();
-    replicator.reset();  // before the store: its last marker write needs the file
-    store.reset();  // flushes every queued event before exit
+        config_, load_policy_, *store_,
+        [this](const std::string& address) { print_banner(config_, *first_policy_, address); }, inspection_,
+        load_secrets_);
+    console_server_.reset();
+    admin_server_.reset();
+    retention_.reset();
+    replicator_.reset();  // before the store: its last marker write needs the file
+    store_.reset();  // flushes every queued event before exit
     spdlog::info("stopped; audit log flushed");
     return code;
-  } catch (const std::exception& e) {
-    std::cerr << "egress serve: " << e.what() << "\n";
-    return kExitUsage;
   }
+
+  const config::ServeConfig config_;
+  std::shared_ptr<const tls::Inspection> inspection_;
+  console::PolicyTracker policy_tracker_;
+  proxy::PolicyLoader load_policy_;
+  policy::PolicySnapshot first_policy_;
+  proxy::SecretsLoader load_secrets_;
+  // Declared before the store, whose writer publishes into it until the
+  // store is gone.
+  console::EventHub console_hub_;
+  audit::AuditStorePtr store_;
+  std::unique_ptr<audit::Retention> retention_;
+  std::unique_ptr<audit::Replicator> replicator_;
+  admin::ProbeGuard audit_probe_;  // withdrawn before the store goes
+  std::unique_ptr<admin::AdminServer> admin_server_;
+  std::unique_ptr<console::ConsoleServer> console_server_;
+};
+
+int run_serve(const ServeFlags& flags) {
+  return run_reporting_errors("egress serve", [&] {
+    auto config = effective_config(flags);
+    setup_logging(config);
+    return ServeRun(std::move(config)).run();
+  });
 }
 
 }  // namespace

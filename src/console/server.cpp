@@ -8,9 +8,6 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -18,7 +15,7 @@
 #include <thread>
 
 #include "console/routes.h"
-#include "egress/config/config.h"
+#include "egress/admin/listener.h"
 
 namespace egress::console {
 namespace {
@@ -106,29 +103,14 @@ asio::awaitable<void> serve_connection(tcp::socket socket, State& state) {
   stream.socket().shutdown(tcp::socket::shutdown_both, ec);
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, State& state) {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
-    if (!acceptor.is_open()) co_return;
-    if (ec) {
-      // Out of descriptors and the like: do not spin.
-      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
-      co_await pause.async_wait(use_nothrow);
-      continue;
-    }
-    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), state), asio::detached);
-  }
-}
-
 }  // namespace
 
 struct ConsoleServer::Impl {
-  Impl(ConsoleOptions options, EventHub& hub) : state(std::move(options), hub) {}
-  asio::io_context ioc{1};
-  tcp::acceptor acceptor{ioc};
-  State state;
-  std::string address;
-  std::thread thread;
+  Impl(ConsoleOptions options, EventHub& hub, const std::string& listen)
+      : state(std::move(options), hub),
+        listener("console", listen, [this](tcp::socket socket) { return serve_connection(std::move(socket), state); }) {}
+  State state;  // outlives the listener's thread (declared first)
+  admin::Listener listener;
 };
 
 ConsoleServer::ConsoleServer(ConsoleOptions options, EventHub& hub) {
@@ -139,41 +121,11 @@ ConsoleServer::ConsoleServer(ConsoleOptions options, EventHub& hub) {
                              "hash-token` (given a long random secret) so someone can log in");
   }
   if (!options.policy) throw std::runtime_error("console listener " + listen + ": no policy tracker");
-  impl_ = std::make_unique<Impl>(std::move(options), hub);
-  const auto host_port = config::parse_host_port(listen);
-  if (!host_port) throw std::runtime_error("console listener '" + listen + "': expected HOST:PORT");
-  beast::error_code ec;
-  const auto ip = asio::ip::make_address(host_port->host, ec);
-  if (ec) throw std::runtime_error("console listener '" + listen + "': '" + host_port->host + "' is not an IP address");
-  const tcp::endpoint endpoint(ip, host_port->port);
-  auto& acceptor = impl_->acceptor;
-  acceptor.open(endpoint.protocol(), ec);
-  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor.bind(endpoint, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw std::runtime_error("console listener cannot listen on " + listen + ": " + ec.message());
-  const auto bound = acceptor.local_endpoint();
-  impl_->address = (bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string()) +
-                   ":" + std::to_string(bound.port());
-  asio::co_spawn(impl_->ioc, accept_loop(acceptor, impl_->state), asio::detached);
-  impl_->thread = std::thread([impl = impl_.get()] {
-    try {
-      impl->ioc.run();
-    } catch (const std::exception& e) {
-      spdlog::error("console listener stopped: {}", e.what());
-    }
-  });
+  impl_ = std::make_unique<Impl>(std::move(options), hub, listen);
 }
 
-ConsoleServer::~ConsoleServer() {
-  asio::post(impl_->ioc, [impl = impl_.get()] {
-    beast::error_code ignored;
-    impl->acceptor.close(ignored);
-  });
-  impl_->ioc.stop();
-  impl_->thread.join();
-}
+ConsoleServer::~ConsoleServer() = default;
 
-const std::string& ConsoleServer::address() const { return impl_->address; }
+const std::string& ConsoleServer::address() const { return impl_->listener.address(); }
 
 }  // namespace egress::console

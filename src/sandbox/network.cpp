@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "sandbox/fd.h"
 #include "sandbox/process.h"
 
 namespace egress::sandbox {
@@ -73,33 +74,27 @@ std::string fabric_ruleset() {
 }  // namespace
 
 NetnsHolder::NetnsHolder() {
-  int ready[2];
-  if (pipe2(ready, O_CLOEXEC) != 0) throw SandboxError(std::string("pipe: ") + std::strerror(errno));
+  Pipe ready = make_pipe();
   const pid_t parent = getpid();
-  pid_ = fork();
-  if (pid_ < 0) {
-    close(ready[0]);
-    close(ready[1]);
-    throw SandboxError(std::string("fork of the netns holder: ") + std::strerror(errno));
-  }
+  pid_ = fork_or_throw("the netns holder");
   if (pid_ == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(1);
     for (int fd = 3; fd < 1024; ++fd)
-      if (fd != ready[1]) close(fd);
+      if (fd != ready.write.get()) close(fd);
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, nullptr);  // only SIGKILL ends it
     const char status = unshare(CLONE_NEWNET) == 0 ? 'k' : 'e';
-    if (write(ready[1], &status, 1) != 1) _exit(1);
-    close(ready[1]);
+    if (write(ready.write.get(), &status, 1) != 1) _exit(1);
+    close(ready.write.get());
     for (;;) pause();
   }
-  close(ready[1]);
-  pollfd p{ready[0], POLLIN, 0};
+  ready.write.reset();
+  pollfd p{ready.read.get(), POLLIN, 0};
   char status = 0;
-  const bool got = poll(&p, 1, 5000) == 1 && read(ready[0], &status, 1) == 1;
-  close(ready[0]);
+  const bool got = poll(&p, 1, 5000) == 1 && read(ready.read.get(), &status, 1) == 1;
+  ready.read.reset();
   if (!got || status != 'k') {
     stop();
     throw SandboxError("could not create a network namespace (unshare(CLONE_NEWNET) failed); run as root on a kernel with network namespaces");

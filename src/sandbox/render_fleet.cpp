@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "egress/sandbox/render.h"
+#include "sandbox/k8s_yaml.h"
 
 namespace egress::sandbox {
 
@@ -22,12 +23,7 @@ RenderedFile render_k8s_deployment(const RenderOptions& o) {
     << "#   kubectl -n " << o.k8s_namespace << " create secret generic " << o.credentials_secret
     << " --from-file=hf_token=./hf_token\n"
     << "# Sizing: docs/audit-fleet.md (events per second one replica ships).\n"
-    << "apiVersion: apps/v1\n"
-    << "kind: Deployment\n"
-    << "metadata:\n"
-    << "  name: " << app << "\n"
-    << "  namespace: " << o.k8s_namespace << "\n"
-    << "spec:\n"
+    << k8s_object_head("apps/v1", "Deployment", app, o.k8s_namespace)
     << "  replicas: " << o.replicas << "\n"
     << "  selector:\n"
     << "    matchLabels: {app: " << app << "}\n"
@@ -73,32 +69,15 @@ RenderedFile render_k8s_deployment(const RenderOptions& o) {
     << "        - name: credentials  # group-readable through fsGroup: egress accepts 0440, refuses wider\n"
     << "          secret: {secretName: " << o.credentials_secret << ", optional: true, defaultMode: 0440}\n"
     << "---\n"
-    << "apiVersion: v1\n"
-    << "kind: Service\n"
-    << "metadata:\n"
-    << "  name: " << app << "\n"
-    << "  namespace: " << o.k8s_namespace << "\n"
-    << "spec:\n"
+    << k8s_object_head("v1", "Service", app, o.k8s_namespace)
     << "  selector: {app: " << app << "}\n"
     << "  ports:\n"
     << "    - {name: proxy, port: " << port << ", targetPort: " << port << "}\n"
     << "---\n"
     << "# egress pods reach the central store (the other policies exclude cluster ranges).\n"
-    << "apiVersion: networking.k8s.io/v1\n"
-    << "kind: NetworkPolicy\n"
-    << "metadata:\n"
-    << "  name: " << app << "-audit-db\n"
-    << "  namespace: " << o.k8s_namespace << "\n"
-    << "spec:\n"
-    << "  podSelector:\n"
-    << "    matchLabels: {app: " << app << "}\n"
-    << "  policyTypes: [Egress]\n"
+    << network_policy_head(app + "-audit-db", o.k8s_namespace, app, "Egress")
     << "  egress:\n"
-    << "    - to:\n"
-    << "        - podSelector:\n"
-    << "            matchLabels: {app: egress-audit-db}\n"
-    << "      ports:\n"
-    << "        - {protocol: TCP, port: 5432}\n";
+    << app_peer_rule(Direction::To, "egress-audit-db", "5432");
   return {"egress-deployment.yaml", d.str()};
 }
 
