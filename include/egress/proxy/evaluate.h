@@ -28,10 +28,10 @@ struct RequestTarget {
   std::string origin_form;   // path + "?query" to send upstream; "" for CONNECT
 };
 
-/// Either a parsed target or why it was refused (HTTP status + reason + text).
+/// Either a parsed target or why it was refused (reason + text; the HTTP
+/// status is the reason's: policy::status_for).
 struct ParsedTarget {
   std::optional<RequestTarget> request;
-  int status = 0;  // 400 when refused
   policy::Reason reason = policy::Reason::BadRequest;
   std::string error;
 };
@@ -74,9 +74,6 @@ std::string endpoint_text(const boost::asio::ip::tcp::endpoint& endpoint);
 struct Evaluation {
   policy::Decision decision;
   std::vector<boost::asio::ip::tcp::endpoint> endpoints;
-  /// HTTP status to refuse with when the decision denies: 403 for policy,
-  /// 502 for names that do not resolve, 504 for DNS timeouts.
-  int refusal_status = 403;
   bool from_dns_cache = false;
 };
 
