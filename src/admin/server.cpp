@@ -9,6 +9,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "egress/admin/http_exchange.h"
 #include "egress/admin/listener.h"
 
 namespace egress::admin {
@@ -50,28 +51,15 @@ http::response<http::string_body> answer(const http::request<http::string_body>&
   return response;
 }
 
+// Requests are tiny and answered from memory: a short deadline and small limits.
+constexpr RequestLimits kLimits{std::chrono::seconds(10), 8 * 1024, 1024};
+
 asio::awaitable<void> serve_connection(tcp::socket socket, Metrics& metrics) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
-  for (;;) {
-    stream.expires_after(std::chrono::seconds(10));
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(8 * 1024);
-    parser.body_limit(1024);
-    auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_nothrow);
-    if (ec) break;
-    const auto& request = parser.get();
-    auto response = answer(request, metrics);
-    const bool keep_alive = response.keep_alive();
-    http::serializer<false, http::string_body> serializer(response);
-    if (request.method() == http::verb::head) {
-      auto [wec, wn] = co_await http::async_write_header(stream, serializer, use_nothrow);
-      if (wec) break;
-    } else {
-      auto [wec, wn] = co_await http::async_write(stream, serializer, use_nothrow);
-      if (wec) break;
-    }
-    if (!keep_alive) break;
+  while (auto request = co_await read_request(stream, buffer, kLimits)) {
+    auto response = answer(*request, metrics);
+    if (!co_await write_response(stream, *request, response)) break;
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);

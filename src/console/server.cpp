@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "console/routes.h"
+#include "egress/admin/http_exchange.h"
 #include "egress/admin/listener.h"
 
 namespace egress::console {
@@ -73,32 +74,22 @@ asio::awaitable<void> stream_events(beast::tcp_stream& stream, State& state, con
   }
 }
 
+constexpr admin::RequestLimits kLimits{std::chrono::seconds(30), 16 * 1024, 4 * 1024};
+
 asio::awaitable<void> serve_connection(tcp::socket socket, State& state) {
   beast::error_code ec;
   const auto peer = socket.remote_endpoint(ec);
   const std::string source = ec ? std::string("unknown") : peer.address().to_string();
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
-  for (;;) {
-    stream.expires_after(std::chrono::seconds(30));
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(16 * 1024);
-    parser.body_limit(4 * 1024);
-    auto [rec, rn] = co_await http::async_read(stream, buffer, parser, use_nothrow);
-    if (rec) break;
-    const Request& request = parser.get();
-    if (request.target() == kEventStreamPath && request.method() == http::verb::get &&
-        authenticated(state, request, source)) {
-      co_await stream_events(stream, state, request);
+  while (auto request = co_await admin::read_request(stream, buffer, kLimits)) {
+    if (request->target() == kEventStreamPath && request->method() == http::verb::get &&
+        authenticated(state, *request, source)) {
+      co_await stream_events(stream, state, *request);
       break;
     }
-    Response response = route(state, request, source);
-    const bool keep_alive = response.keep_alive();
-    http::serializer<false, http::string_body> serializer(response);
-    auto [wec, wn] = request.method() == http::verb::head
-                         ? co_await http::async_write_header(stream, serializer, use_nothrow)
-                         : co_await http::async_write(stream, serializer, use_nothrow);
-    if (wec || !keep_alive) break;
+    Response response = route(state, *request, source);
+    if (!co_await admin::write_response(stream, *request, response)) break;
   }
   stream.socket().shutdown(tcp::socket::shutdown_both, ec);
 }

@@ -145,7 +145,7 @@ void start_upstream(Bench& bench) {
   if (!a) throw SandboxError(std::string("no free /30 in ") + kVerifyUpstreamRange);
   bench.up_net = *a;
   const std::string host_link = "egsu" + bench.id, inner_link = "egsv" + bench.id;
-  bench.up_link.emplace(Bench::LinkGuard{host_link});
+  bench.up_link.emplace(host_link);  // in place: a moved-from guard would delete the link at once
   create_plain_link(host_link, inner_link, *bench.upstream_ns, bench.up_net);
   bench.children.upstream = serve_http(listen_in(bench.upstream_ns->fd(), bench.up_net.worker(), kUpstreamPort), bench.token);
 }
@@ -158,7 +158,7 @@ void start_host_services(Bench& bench, const VerifyOptions& o, bool own_egress) 
   bench.children.loop_svc = serve_http(loop_listener, "host loopback");
   bench.proxy = own_egress ? ProxyEndpoint{*policy::IpAddress::parse(kVerifyProxyAddress), free_loopback_port()} : o.proxy;
   setup_fabric(bench.proxy);
-  bench.fabric.emplace(Bench::FabricGuard{bench.proxy, own_egress});
+  bench.fabric.emplace(bench.proxy, own_egress);  // in place, as up_link
   const int host_listener = listen_in(-1, bench.proxy.address, 0);
   bench.hostsvc_port = port_of(host_listener);
   bench.children.host_svc = serve_http(host_listener, "host daemon");
