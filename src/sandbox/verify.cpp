@@ -75,9 +75,14 @@ struct Bench {
       fs::remove_all(path, ec);
     }
   };
+  // Constructors spelled out: clang (the sanitizer build) has no
+  // parenthesised aggregate initialisation for optional::emplace.
   struct LinkGuard {
-    std::string name;
+    explicit LinkGuard(std::string link) : name(std::move(link)) {}
+    LinkGuard(const LinkGuard&) = delete;
+    LinkGuard& operator=(const LinkGuard&) = delete;
     ~LinkGuard() { delete_link(name); }
+    std::string name;
   };
   struct Children {
     pid_t upstream = -1, loop_svc = -1, host_svc = -1, egress = -1;
@@ -86,6 +91,9 @@ struct Bench {
     }
   };
   struct FabricGuard {
+    FabricGuard(ProxyEndpoint endpoint, bool owned) : proxy(endpoint), own(owned) {}
+    FabricGuard(const FabricGuard&) = delete;
+    FabricGuard& operator=(const FabricGuard&) = delete;
     ProxyEndpoint proxy;
     bool own;
     ~FabricGuard() {
