@@ -195,16 +195,18 @@ ProbeGuard Metrics::watch_audit(std::function<AuditState()> probe) {
   });
 }
 
-std::string Metrics::render() const {
+Metrics::ProbeStates Metrics::probe() const {
   // The probes are called under the lock so their owners cannot go away
   // meanwhile (their guards take the same lock).
-  std::optional<ServeState> serve;
-  std::optional<AuditState> audit;
-  {
-    std::lock_guard lock(probes_mutex_);
-    if (serve_probe_) serve = serve_probe_();
-    if (audit_probe_) audit = audit_probe_();
-  }
+  ProbeStates states;
+  std::lock_guard lock(probes_mutex_);
+  if (serve_probe_) states.serve = serve_probe_();
+  if (audit_probe_) states.audit = audit_probe_();
+  return states;
+}
+
+std::string Metrics::render() const {
+  const auto [serve, audit] = probe();
   std::string out;
   out.reserve(8192);
   for (const auto& info : kMetrics) {
@@ -338,13 +340,7 @@ void Metrics::write_family(std::string& out, const MetricInfo& info, const Serve
 }
 
 Readiness Metrics::readiness() const {
-  std::optional<ServeState> serve;
-  std::optional<AuditState> audit;
-  {
-    std::lock_guard lock(probes_mutex_);
-    if (serve_probe_) serve = serve_probe_();
-    if (audit_probe_) audit = audit_probe_();
-  }
+  const auto [serve, audit] = probe();
   std::string why;
   const auto add = [&why](std::string_view reason) {
     if (!why.empty()) why += "; ";

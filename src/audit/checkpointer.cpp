@@ -8,25 +8,10 @@ namespace egress::audit {
 
 Checkpointer::Checkpointer(const std::string& path, std::chrono::milliseconds busy_timeout,
                            std::chrono::milliseconds interval)
-    : path_(path), interval_(interval), db_(open_database(path, busy_timeout)), thread_([this] { run(); }) {}
+    : path_(path), db_(open_database(path, busy_timeout)), thread_("egress-ckpt", interval, [this] { checkpoint(); }) {}
 
 Checkpointer::~Checkpointer() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  stop_cv_.notify_all();
-  thread_.join();
-}
-
-void Checkpointer::run() {
-  std::unique_lock lock(mu_);
-  while (!stop_cv_.wait_for(lock, interval_, [this] { return stopping_; })) {
-    lock.unlock();
-    checkpoint();
-    lock.lock();
-  }
-  lock.unlock();
+  thread_.stop();
   checkpoint();
 }
 

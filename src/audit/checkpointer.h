@@ -7,12 +7,10 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include "audit/database.h"
+#include "egress/audit/periodic.h"
 
 namespace egress::audit {
 
@@ -22,22 +20,17 @@ class Checkpointer {
   /// every `interval`. Throws AuditError if the file cannot be opened.
   Checkpointer(const std::string& path, std::chrono::milliseconds busy_timeout,
                std::chrono::milliseconds interval);
-  ~Checkpointer();  // one last checkpoint, then stops
+  ~Checkpointer();  // stops, then one last checkpoint
 
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
 
  private:
-  void run();
   void checkpoint();
 
   const std::string path_;
-  const std::chrono::milliseconds interval_;
   DbPtr db_;
-  std::mutex mu_;
-  std::condition_variable stop_cv_;
-  bool stopping_ = false;
-  std::thread thread_;  // last: starts after everything above is initialised
+  Periodic thread_;  // last: starts after everything above is initialised
 };
 
 }  // namespace egress::audit

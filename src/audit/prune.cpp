@@ -16,7 +16,6 @@
 //   (4) A row not yet shipped to a central store (schema/004_replication.sql:
 //       id above the smallest shipped_id) is never removed, so a backlog
 //       waiting for PostgreSQL survives retention.
-#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -197,58 +196,31 @@ PruneResult prune(const std::string& path, const PruneOptions& options,
   return result;
 }
 
-Retention::Retention(std::string path, std::chrono::seconds max_age,
-                     std::chrono::milliseconds interval)
-    : path_(std::move(path)), max_age_(max_age), interval_(interval) {
-  thread_ = std::thread([this] { run(); });
-}
+Retention::Retention(std::string path, std::chrono::seconds max_age, std::chrono::milliseconds interval)
+    : path_(std::move(path)), max_age_(max_age), interval_(interval), thread_("egress-retain", interval, [this] { pass(); }) {}
 
-Retention::~Retention() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
-}
+void Retention::run_now() { thread_.run_now(); }
 
-void Retention::run_now() {
-  {
-    std::lock_guard lock(mu_);
-    wake_ = true;
-  }
-  cv_.notify_all();
-}
-
-void Retention::run() {
-  pthread_setname_np(pthread_self(), "egress-retain");
+void Retention::pass() {
   // Small transactions with a pause between them: the writer waits at most
   // one batch (a few ms) for the lock, never the whole run.
   PruneOptions options;
   options.batch_rows = 1000;
   options.pause = std::chrono::milliseconds(20);
-  std::unique_lock lock(mu_);
-  for (;;) {
-    lock.unlock();
-    try {
-      options.older_than = format_timestamp(std::chrono::system_clock::now() - max_age_);
-      const PruneResult r = prune(path_, options, &stop_);
-      if (r.held_rows > 0) {
-        spdlog::info("audit: {}: retention keeps {} event(s) older than {}: not yet replicated to {}", path_,
-                     r.held_rows, options.older_than, r.held_for);
-      }
-      if (r.pruned_rows > 0) {
-        spdlog::info("audit: {}: retention removed {} event(s) older than {} (ids {}..{}), anchored",
-                     path_, r.pruned_rows, options.older_than, r.first_id, r.last_id);
-      }
-    } catch (const std::exception& e) {
-      spdlog::warn("audit: {}: retention pass failed: {}; retrying in {} s", path_, e.what(),
-                   std::chrono::duration_cast<std::chrono::seconds>(interval_).count());
+  try {
+    options.older_than = format_timestamp(std::chrono::system_clock::now() - max_age_);
+    const PruneResult r = prune(path_, options, &thread_.stopping());
+    if (r.held_rows > 0) {
+      spdlog::info("audit: {}: retention keeps {} event(s) older than {}: not yet replicated to {}", path_,
+                   r.held_rows, options.older_than, r.held_for);
     }
-    lock.lock();
-    cv_.wait_for(lock, interval_, [&] { return stop_.load() || wake_; });
-    wake_ = false;
-    if (stop_) return;
+    if (r.pruned_rows > 0) {
+      spdlog::info("audit: {}: retention removed {} event(s) older than {} (ids {}..{}), anchored", path_,
+                   r.pruned_rows, options.older_than, r.first_id, r.last_id);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("audit: {}: retention pass failed: {}; retrying in {} s", path_, e.what(),
+                 std::chrono::duration_cast<std::chrono::seconds>(interval_).count());
   }
 }
 

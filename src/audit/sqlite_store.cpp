@@ -24,6 +24,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Calls `callback`, logging (not passing on) what it throws, as `what`.
+template <class Callback>
+void call_logging_throws(std::string_view what, Callback&& callback) {
+  try {
+    callback();
+  } catch (const std::exception& e) {
+    spdlog::error("audit: {} threw: {}", what, e.what());
+  } catch (...) {
+    spdlog::error("audit: {} threw a non-exception", what);
+  }
+}
+
 // While the queue stays full or commits keep failing, warn at most this
 // often (with a count) rather than once per event.
 constexpr auto kDropLogInterval = std::chrono::seconds(1);
@@ -251,25 +263,9 @@ void SqliteAuditStore::process(std::vector<Pending>& batch) {
 
   // A throwing callback or stream must not kill the writer: every other
   // waiting session depends on it.
-  for (Pending& p : batch) {
-    if (!p.done) continue;
-    try {
-      p.done(ok);
-    } catch (const std::exception& e) {
-      spdlog::error("audit: commit callback threw: {}", e.what());
-    } catch (...) {
-      spdlog::error("audit: commit callback threw a non-exception");
-    }
-  }
-  for (const std::string& line : lines) {
-    try {
-      options_.stream(line);
-    } catch (const std::exception& e) {
-      spdlog::error("audit: event stream threw: {}", e.what());
-    } catch (...) {
-      spdlog::error("audit: event stream threw a non-exception");
-    }
-  }
+  for (Pending& p : batch)
+    if (p.done) call_logging_throws("commit callback", [&] { p.done(ok); });
+  for (const std::string& line : lines) call_logging_throws("event stream", [&] { options_.stream(line); });
 }
 
 void SqliteAuditStore::mark_healthy() {

@@ -63,10 +63,11 @@ struct CaresChannel::FdWatch {
       : fd(fd), descriptor(executor, fd) {}
   ares_socket_t fd;
   boost::asio::posix::stream_descriptor descriptor;  // non-owning: released, never closed
-  bool want_read = false;
-  bool want_write = false;
-  bool reading = false;  // an async_wait(read) is outstanding
-  bool writing = false;
+  struct Interest {
+    bool wanted = false;   // c-ares asked for this direction
+    bool waiting = false;  // an async_wait for it is outstanding
+  };
+  Interest read, write;
   bool closed = false;
 };
 
@@ -140,8 +141,8 @@ void CaresChannel::on_socket_state(void* data, ares_socket_t fd, int readable, i
   }
   auto& entry = self->watches_[fd];
   if (!entry) entry = std::make_shared<FdWatch>(self->executor_, fd);
-  entry->want_read = readable != 0;
-  entry->want_write = writable != 0;
+  entry->read.wanted = readable != 0;
+  entry->write.wanted = writable != 0;
   self->watch(entry);
 }
 
@@ -154,28 +155,26 @@ void CaresChannel::forget(ares_socket_t fd) {
 }
 
 void CaresChannel::watch(const std::shared_ptr<FdWatch>& w) {
+  arm(w, false);
+  arm(w, true);
+}
+
+// One wait per direction at a time; on readiness c-ares is told which
+// direction fired, then the wait is armed again if it is still wanted.
+void CaresChannel::arm(const std::shared_ptr<FdWatch>& w, bool for_write) {
   using boost::asio::posix::descriptor_base;
+  FdWatch::Interest& interest = for_write ? w->write : w->read;
+  if (!interest.wanted || interest.waiting) return;
+  interest.waiting = true;
   const std::weak_ptr<int> alive = lifetime_;
-  if (w->want_read && !w->reading) {
-    w->reading = true;
-    w->descriptor.async_wait(descriptor_base::wait_read,
-                             [this, w, alive](const boost::system::error_code& ec) {
-                               w->reading = false;
-                               if (ec || w->closed || alive.expired() || !w->want_read) return;
-                               process(w->fd, ARES_SOCKET_BAD);
-                               if (!w->closed) watch(w);
-                             });
-  }
-  if (w->want_write && !w->writing) {
-    w->writing = true;
-    w->descriptor.async_wait(descriptor_base::wait_write,
-                             [this, w, alive](const boost::system::error_code& ec) {
-                               w->writing = false;
-                               if (ec || w->closed || alive.expired() || !w->want_write) return;
-                               process(ARES_SOCKET_BAD, w->fd);
-                               if (!w->closed) watch(w);
-                             });
-  }
+  w->descriptor.async_wait(for_write ? descriptor_base::wait_write : descriptor_base::wait_read,
+                           [this, w, for_write, alive](const boost::system::error_code& ec) {
+                             FdWatch::Interest& interest = for_write ? w->write : w->read;
+                             interest.waiting = false;
+                             if (ec || w->closed || alive.expired() || !interest.wanted) return;
+                             process(for_write ? ARES_SOCKET_BAD : w->fd, for_write ? w->fd : ARES_SOCKET_BAD);
+                             if (!w->closed) watch(w);
+                           });
 }
 
 void CaresChannel::process(ares_socket_t read_fd, ares_socket_t write_fd) {

@@ -62,6 +62,7 @@ class CaresChannel {
   static void on_socket_state(void* data, ares_socket_t fd, int readable, int writable);
   static void on_addrinfo(void* arg, int status, int timeouts, ares_addrinfo* result);
   void watch(const std::shared_ptr<FdWatch>& watch);
+  void arm(const std::shared_ptr<FdWatch>& watch, bool for_write);
   void forget(ares_socket_t fd);
   void process(ares_socket_t read_fd, ares_socket_t write_fd);
   void arm_timer();

@@ -20,6 +20,25 @@ bool all_digits(std::string_view text) {
 
 std::string where(const Problems& problems, int line) { return problems.file + ":" + std::to_string(line); }
 
+// Reads each item of the list `node` with `read_item(item, item_line)`,
+// which returns the item's value or adds a problem and returns nullopt.
+// Every wrong item is reported, not only the first; then nullopt.
+template <class T, class ReadItem>
+std::optional<std::vector<T>> read_items(const YAML::Node& node, int line, ReadItem read_item) {
+  std::vector<T> values;
+  bool ok = true;
+  for (const auto& item : node) {
+    std::optional<T> value = read_item(item, line_of(item, line));
+    if (value) {
+      values.push_back(std::move(*value));
+    } else {
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return values;
+}
+
 // `ports: [443, 8443]` or `ports: any` (empty vector = any port).
 std::optional<std::vector<std::uint16_t>> parse_ports(const YAML::Node& node, int line, Problems& problems) {
   if (node.IsScalar() && node.Scalar() == "any") return std::vector<std::uint16_t>{};
@@ -32,21 +51,15 @@ std::optional<std::vector<std::uint16_t>> parse_ports(const YAML::Node& node, in
     problems.add(line, "ports is an empty list, which matches nothing; list ports such as [443] or write ports: any");
     return std::nullopt;
   }
-  std::vector<std::uint16_t> ports;
-  bool ok = true;
-  for (const auto& item : node) {
-    int item_line = line_of(item, line);
-    std::string text = item.IsScalar() ? item.Scalar() : std::string();
-    long value = all_digits(text) && text.size() <= 5 ? std::stol(text) : -1;
+  return read_items<std::uint16_t>(node, line, [&](const YAML::Node& item, int item_line) -> std::optional<std::uint16_t> {
+    const std::string text = item.IsScalar() ? item.Scalar() : std::string();
+    const long value = all_digits(text) && text.size() <= 5 ? std::stol(text) : -1;
     if (value < 1 || value > 65535) {
       problems.add(item_line, "port '" + text + "' is not a number from 1 to 65535; fix the port");
-      ok = false;
-      continue;
+      return std::nullopt;
     }
-    ports.push_back(static_cast<std::uint16_t>(value));
-  }
-  if (!ok) return std::nullopt;
-  return ports;
+    return static_cast<std::uint16_t>(value);
+  });
 }
 
 std::optional<std::vector<std::string>> parse_paths(const YAML::Node& node, int line, Problems& problems) {
@@ -54,58 +67,53 @@ std::optional<std::vector<std::string>> parse_paths(const YAML::Node& node, int 
     problems.add(line, "paths must be a non-empty list of path prefixes or globs such as [/api/, /v1/*/models]");
     return std::nullopt;
   }
-  std::vector<std::string> paths;
-  bool ok = true;
-  for (const auto& item : node) {
+  return read_items<std::string>(node, line, [&](const YAML::Node& item, int item_line) -> std::optional<std::string> {
     if (!item.IsScalar() || item.Scalar().empty() || item.Scalar().front() != '/') {
-      std::string text = item.IsScalar() ? item.Scalar() : std::string("?");
-      problems.add(line_of(item, line), "path '" + text + "' must start with '/', e.g. /" + text);
-      ok = false;
-      continue;
+      const std::string text = item.IsScalar() ? item.Scalar() : std::string("?");
+      problems.add(item_line, "path '" + text + "' must start with '/', e.g. /" + text);
+      return std::nullopt;
     }
     // '*' and '**' are the only glob characters; "***" has no meaning.
     if (item.Scalar().find("***") != std::string::npos || item.Scalar().find_first_of("?#") != std::string::npos) {
-      problems.add(line_of(item, line), "path '" + item.Scalar() +
-                                            "' may not contain '***', '?' or '#'; use '*' for one segment and "
-                                            "'**' for any depth, e.g. /api/*/models or /files/**");
-      ok = false;
-      continue;
+      problems.add(item_line, "path '" + item.Scalar() +
+                                  "' may not contain '***', '?' or '#'; use '*' for one segment and "
+                                  "'**' for any depth, e.g. /api/*/models or /files/**");
+      return std::nullopt;
     }
-    paths.push_back(item.Scalar());
-  }
-  if (!ok) return std::nullopt;
-  return paths;
+    return item.Scalar();
+  });
 }
 
-// `methods: [GET, HEAD]`: HTTP method tokens, folded to upper case.
-// CONNECT is refused: a tunnel is decided on host and port (policy.h).
+// `methods: [GET, HEAD]`: HTTP method tokens, folded to upper case, each
+// once. CONNECT is refused: a tunnel is decided on host and port (policy.h).
 std::optional<std::vector<std::string>> parse_methods(const YAML::Node& node, int line, Problems& problems) {
   if (!node.IsSequence() || node.size() == 0) {
     problems.add(line, "methods must be a non-empty list of HTTP methods such as [GET, HEAD]");
     return std::nullopt;
   }
-  std::vector<std::string> methods;
-  bool ok = true;
-  for (const auto& item : node) {
+  auto methods = read_items<std::string>(node, line, [&](const YAML::Node& item, int item_line) -> std::optional<std::string> {
     std::string text = item.IsScalar() ? item.Scalar() : std::string();
-    bool token = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    const bool token = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
       return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '-' || c == '_';
     });
     std::transform(text.begin(), text.end(), text.begin(),
                    [](char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; });
     if (!token) {
-      problems.add(line_of(item, line), "method '" + text + "' is not an HTTP method; write a token such as GET");
-      ok = false;
-    } else if (text == "CONNECT") {
-      problems.add(line_of(item, line), "CONNECT cannot be listed in methods: tunnels are decided on host and "
-                                        "ports alone; remove it and restrict ports instead");
-      ok = false;
-    } else if (std::find(methods.begin(), methods.end(), text) == methods.end()) {
-      methods.push_back(std::move(text));
+      problems.add(item_line, "method '" + text + "' is not an HTTP method; write a token such as GET");
+      return std::nullopt;
     }
-  }
-  if (!ok) return std::nullopt;
-  return methods;
+    if (text == "CONNECT") {
+      problems.add(item_line, "CONNECT cannot be listed in methods: tunnels are decided on host and "
+                              "ports alone; remove it and restrict ports instead");
+      return std::nullopt;
+    }
+    return text;
+  });
+  if (!methods) return std::nullopt;
+  std::vector<std::string> unique;
+  for (auto& m : *methods)
+    if (std::find(unique.begin(), unique.end(), m) == unique.end()) unique.push_back(std::move(m));
+  return unique;
 }
 
 // Reads the host pattern of an entry and checks it suits the list.

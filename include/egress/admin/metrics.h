@@ -208,6 +208,13 @@ class Metrics {
     std::array<Counter, kVerdicts> by_verdict{};
   };
 
+  struct ProbeStates {
+    std::optional<ServeState> serve;
+    std::optional<AuditState> audit;
+  };
+  /// What the registered probes report now (absent: none registered).
+  ProbeStates probe() const;
+
   void write_family(std::string& out, const MetricInfo& info, const ServeState* serve, const AuditState* audit) const;
   RoleCounters& role_counters(const std::string& role);
 

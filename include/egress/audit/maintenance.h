@@ -6,11 +6,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
-#include <thread>
+
+#include "egress/audit/periodic.h"
 
 namespace egress::audit {
 
@@ -71,7 +70,7 @@ PruneResult prune(const std::string& path, const PruneOptions& options,
 class Retention {
  public:
   Retention(std::string path, std::chrono::seconds max_age, std::chrono::milliseconds interval);
-  ~Retention();  // stops between batches and joins
+  // The destructor stops between batches and joins.
   Retention(const Retention&) = delete;
   Retention& operator=(const Retention&) = delete;
 
@@ -79,16 +78,12 @@ class Retention {
   void run_now();
 
  private:
-  void run();
+  void pass();
 
   const std::string path_;
   const std::chrono::seconds max_age_;
   const std::chrono::milliseconds interval_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::atomic<bool> stop_{false};
-  bool wake_ = false;
-  std::thread thread_;
+  Periodic thread_;  // last: starts after everything above is initialised
 };
 
 }  // namespace egress::audit
