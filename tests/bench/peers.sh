@@ -12,6 +12,9 @@
 #   bash tests/bench/peers.sh --rounds 1 --duration 2            # a quick run
 #   bash tests/bench/peers.sh --scenarios http-keepalive --peers squid
 #   bash tests/bench/peers.sh --replicate --peers squid        # replication on vs off, same run
+#   EGRESS_BENCH_BEFORE=/path/to/old/egress bash tests/bench/peers.sh --peers squid
+#                                                              # this build vs another, same run
+#   EGRESS_BENCH_EGRESS=/path/to/egress ...                    # measure that binary, build nothing
 #
 # --replicate (first argument, after --out) adds a second egress,
 # "egress-repl", that also ships its audit to a throwaway PostgreSQL 15
@@ -37,8 +40,11 @@ fi
 [[ -x "$harness/peers.sh" || -f "$harness/peers.sh" ]] ||
   { echo "peers.sh: no bench harness at $harness (set EGRESS_BENCH_HARNESS)" >&2; exit 2; }
 
-cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$root/build" -j"$(nproc)" --target egress >/dev/null
+# EGRESS_BENCH_EGRESS: a binary to measure as "egress" instead of building this checkout's.
+if [[ -z "${EGRESS_BENCH_EGRESS:-}" ]]; then
+  cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$root/build" -j"$(nproc)" --target egress >/dev/null
+fi
 
 mkdir -p "$out"
 work="$(mktemp -d /tmp/egress-bench-XXXXXX)"
@@ -56,13 +62,15 @@ dns:
 log_level: info   # the canonical line per attempt: the harness's "access log"
 EOF
 
-# start_egress NAME PORT ADMIN_PORT [SERVE ARGS...]: one egress instance in $work/NAME.
+# start_egress NAME PORT ADMIN_PORT [SERVE ARGS...]: one egress instance in
+# $work/NAME, from $binary (this checkout's build unless set).
 pids=()
+binary="${EGRESS_BENCH_EGRESS:-$root/build/egress}"
 start_egress() {
   local name="$1" port="$2" admin="$3"
   shift 3
   mkdir -p "$work/$name"
-  "$root/build/egress" serve --config "$work/egress.yaml" --policy "$work/policy.yaml" \
+  "$binary" serve --config "$work/egress.yaml" --policy "$work/policy.yaml" \
     --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --audit-db "$work/$name/audit.db" "$@" \
     >"$work/$name/egress.out" 2>"$work/$name/egress.log" &
   pids+=("$!")
@@ -84,7 +92,16 @@ if ((replicate)); then
   instances+=("egress-repl 13130 19130")
   start_egress egress-repl 13130 19130 --audit-replicate-to "$EGRESS_BENCH_PG_DSN" --audit-replica bench
   proxies+=("egress-repl=127.0.0.1:13130")
-  options+=(--log "egress-repl=$work/egress-repl/egress.log" --pid "egress-repl=${pids[1]}")
+  options+=(--log "egress-repl=$work/egress-repl/egress.log" --pid "egress-repl=${pids[-1]}")
+fi
+# EGRESS_BENCH_BEFORE: another build of egress (an earlier commit's, say),
+# measured as "egress-before" in the same run, with the same policy.
+if [[ -n "${EGRESS_BENCH_BEFORE:-}" ]]; then
+  [[ -x "$EGRESS_BENCH_BEFORE" ]] || { echo "peers.sh: EGRESS_BENCH_BEFORE=$EGRESS_BENCH_BEFORE is not an executable" >&2; exit 2; }
+  instances+=("egress-before 13131 19131")
+  binary="$EGRESS_BENCH_BEFORE" start_egress egress-before 13131 19131
+  proxies+=("egress-before=127.0.0.1:13131")
+  options+=(--log "egress-before=$work/egress-before/egress.log" --pid "egress-before=${pids[-1]}")
 fi
 
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
