@@ -148,6 +148,8 @@ ProbeGuard Metrics::track_tunnel() {
   return ProbeGuard([this] { active_tunnels_.fetch_sub(1, std::memory_order_relaxed); });
 }
 
+void Metrics::count_yielded_connection() { yielded_connections_.fetch_add(1, std::memory_order_relaxed); }
+
 void Metrics::count_cert_cache(bool hit) {
   (hit ? cert_hits_ : cert_misses_).fetch_add(1, std::memory_order_relaxed);
 }
@@ -319,6 +321,7 @@ void Metrics::write_family(std::string& out, const MetricInfo& info, const Serve
     case MetricId::AuditReplicationFailures:
       if (a.replication) sample(out, name, {}, a.replication->failures);
       break;
+    case MetricId::ConnectionsYielded: sample(out, name, {}, load(yielded_connections_)); break;
     case MetricId::TlsCertCacheHits: sample(out, name, {}, load(cert_hits_)); break;
     case MetricId::TlsCertCacheMisses: sample(out, name, {}, load(cert_misses_)); break;
     case MetricId::TlsHandshakeFailures:

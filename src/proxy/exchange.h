@@ -61,13 +61,12 @@ enum class ExchangeEnd {
 };
 
 /// The client side of an exchange: the stream, what has been read of it,
-/// and whether it is waiting for a request to start (a drain may close it
-/// then).
+/// and whether it is waiting for a request to start (connection_limits.h).
 template <class Stream>
 struct ClientSide {
   Stream& stream;
   beast::flat_buffer& buffer;
-  bool& awaiting;
+  IdleWait& idle;
   const std::string& address;
 };
 
@@ -107,7 +106,7 @@ class Exchange {
   asio::awaitable<ExchangeEnd> run(RequestParser& parser) {
     parser_ = &parser;
     const auto read = co_await read_request_head(client_.stream, client_.buffer, parser, limits_, ordinal_,
-                                                 worker_.shared.draining, client_.awaiting);
+                                                 worker_.shared.draining, client_.idle);
     if (!read.ok() && !read.problem) co_return ExchangeEnd::Close;
     if (Route::kAcceptsConnect && read.ok() && parser.get().method() == http::verb::connect) {
       co_return ExchangeEnd::Connect;

@@ -28,6 +28,7 @@
 
 #include "egress/audit/store.h"
 #include "egress/config/config.h"
+#include "proxy/connection_limits.h"
 #include "proxy/relay.h"
 #include "proxy/request_head.h"
 
@@ -76,21 +77,23 @@ HeadProblem streamed_body_problem(std::uint64_t max_body_bytes);
 enum class HeadOrdinal { First, Later };
 
 /// Reads until `buffer` holds a whole head, under the deadlines above.
-/// `awaiting` is true while nothing of a head has arrived (a drain may
-/// close the connection then).
+/// `idle` is entered while nothing of a head has arrived (connection_limits.h).
 template <class Stream>
 asio::awaitable<beast::error_code> read_head_bytes(Stream& stream, beast::flat_buffer& buffer,
                                                    const config::Limits& limits, HeadOrdinal ordinal,
-                                                   const std::atomic<bool>& draining, bool& awaiting) {
+                                                   const std::atomic<bool>& draining, IdleWait& idle) {
   static constexpr std::size_t kHeadReadBytes = 4096;
   const bool first = ordinal == HeadOrdinal::First;
   beast::get_lowest_layer(stream).expires_after(first ? limits.header_timeout : limits.idle_timeout);
   if (buffer.size() == 0) {
     if (draining.load(std::memory_order_relaxed)) co_return asio::error::operation_aborted;
-    awaiting = true;
+    idle.enter();
     auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kHeadReadBytes), use_nothrow);
-    awaiting = false;
+    const bool kept_place = idle.leave();
     if (ec) co_return ec;
+    // The place went to a new connection while this one was idle: close as
+    // a drain does, the request unanswered (the worker may resend it).
+    if (!kept_place) co_return asio::error::operation_aborted;
     buffer.commit(n);
   }
   if (!first) beast::get_lowest_layer(stream).expires_after(limits.header_timeout);
@@ -110,9 +113,9 @@ asio::awaitable<beast::error_code> read_head_bytes(Stream& stream, beast::flat_b
 template <class Stream>
 asio::awaitable<HeadRead> read_request_head(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
                                             const config::Limits& limits, HeadOrdinal ordinal,
-                                            const std::atomic<bool>& draining, bool& awaiting) {
+                                            const std::atomic<bool>& draining, IdleWait& idle) {
   HeadRead out;
-  out.ec = co_await read_head_bytes(stream, buffer, limits, ordinal, draining, awaiting);
+  out.ec = co_await read_head_bytes(stream, buffer, limits, ordinal, draining, idle);
   if (out.ec) {
     out.problem = unreadable_head(out.ec, buffer.size() > 0, limits);
     co_return out;

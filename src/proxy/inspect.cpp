@@ -51,7 +51,7 @@ class Inspector {
         co_await keep_pace_with_audit_writer(args_.worker.shared.audit);
         RequestParser parser;
         Exchange<UpstreamTls::Stream, Inspector> exchange(
-            args_.worker, ClientSide<UpstreamTls::Stream>{client_, client_buffer_, awaiting_, args_.client_addr},
+            args_.worker, ClientSide<UpstreamTls::Stream>{client_, client_buffer_, idle_, args_.client_addr},
             *this, ordinal);
         const auto end = co_await exchange.run(parser);
         if (end != ExchangeEnd::KeepAlive) break;
@@ -229,7 +229,7 @@ class Inspector {
   const config::Limits& limits_;
   UpstreamTls::Stream client_;  // the same TLS-over-TCP stack as the upstream side
   beast::flat_buffer client_buffer_;
-  bool awaiting_ = false;
+  IdleWait idle_;  // no ticket: the tunnel keeps its connection busy
   UpstreamTlsPtr upstream_;  // null after the upstream closed it: the next request opens another
   asio::ip::tcp::endpoint endpoint_;  // the address the tunnel connected to first
   bool reused_;  // carried an earlier exchange (maybe another tunnel's): it may be closed by now

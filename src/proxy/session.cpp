@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
+
 #include "proxy/client_hello.h"
 #include "proxy/exchange.h"
 #include "proxy/http_rules.h"
@@ -32,6 +34,18 @@ Session::Session(Worker& worker, tcp::socket socket, ConnectionLimiter::Admissio
   if (!ec) client_ip_ = to_policy_address(remote.address());
   registration_ = worker_.sessions.insert(worker_.sessions.end(), this);
   ++worker_.shared.active_sessions;
+  if (ticket_) {
+    idle_.ticket = &*ticket_;
+    // Runs on the admitting thread, maybe another worker's: post the close
+    // to this session's own, where it may have ended meanwhile.
+    ticket_->on_yield([&metrics = worker_.metrics, executor = client_.get_executor(),
+                       alive = std::weak_ptr<Session*>(self_)] {
+      metrics.count_yielded_connection();
+      asio::post(executor, [alive] {
+        if (const auto self = alive.lock()) (*self)->close_if_idle();
+      });
+    });
+  }
 }
 
 Session::~Session() {
@@ -40,7 +54,7 @@ Session::~Session() {
 }
 
 void Session::close_if_idle() {
-  if (!awaiting_request_) return;
+  if (!idle_.awaiting) return;
   beast::error_code ignored;
   client_.socket().close(ignored);
 }
@@ -60,7 +74,7 @@ asio::awaitable<void> Session::run() {
     co_await keep_pace_with_audit_writer(worker_.shared.audit);
     RequestParser parser;
     Exchange<beast::tcp_stream, PlainRoute> exchange(
-        worker_, ClientSide<beast::tcp_stream>{client_, client_buffer_, awaiting_request_, client_addr_}, route_,
+        worker_, ClientSide<beast::tcp_stream>{client_, client_buffer_, idle_, client_addr_}, route_,
         ordinal);
     const auto end = co_await exchange.run(parser);
     switch (end) {

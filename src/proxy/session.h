@@ -32,6 +32,7 @@
 #pragma once
 
 #include <list>
+#include <memory>
 #include <optional>
 
 #include <boost/asio/awaitable.hpp>
@@ -69,8 +70,9 @@ class Session {
   void abort();
 
   /// Closes the connection if it is waiting for a request to start (drain:
-  /// a kept-alive connection must not hold shutdown for its idle timeout).
-  /// A request already arriving or in hand is left to finish.
+  /// a kept-alive connection must not hold shutdown for its idle timeout;
+  /// a connection limit gave its place to a new connection). A request
+  /// already arriving or in hand is left to finish.
   void close_if_idle();
 
  private:
@@ -98,7 +100,8 @@ class Session {
 
   Worker& worker_;
   std::optional<ConnectionLimiter::Ticket> ticket_;  // empty: over a connection limit
-  bool awaiting_request_ = false;  // waiting for the first byte of a request head
+  IdleWait idle_;  // waiting for the first byte of a request head
+  std::shared_ptr<Session*> self_ = std::make_shared<Session*>(this);  // for the ticket's yield, posted
   policy::Reason limit_refusal_;
   beast::tcp_stream client_;
   beast::flat_buffer client_buffer_;

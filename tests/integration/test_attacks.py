@@ -950,11 +950,13 @@ custom("exhaustion", "500 idle connections plus slowloris: an allowed request co
 
 
 def over_limit(ctx, case, instance, canary, marker, held_sources, source, which):
-    """Holds a connection from each of `held_sources`, then connects once
-    more from `source`: that one must get 503 with the case's reason, an
-    audit row, and nothing may reach the canary."""
+    """Holds a busy connection from each of `held_sources`, then connects
+    once more from `source`: that one must get 503 with the case's reason,
+    an audit row, and nothing may reach the canary."""
     problems = []
     held = [connect(instance.address, address) for address in held_sources]
+    for h in held:  # busy, a head begun: an idle connection would give its place to the new one
+        h.sendall(b"GET http://allowed.test/ HTTP/1.1\r\n")
     try:
         time.sleep(0.2)
         s = connect(instance.address, source)

@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 
 import harness
 from harness import Egress, Upstream, curl, header, read_to_end, tunnel
@@ -247,17 +248,29 @@ def check_tunnels(egress, check, workdir):
     tls.close()
 
 
+# A request head begun and not finished: the connection is busy (a request
+# in flight), so a connection limit cannot give its place away.
+BUSY = b"GET http://allowed.test:1/ HTTP/1.1\r\n"
+
+
+def hold_busy(address, source):
+    host, port = address.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=5, source_address=(source, 0))
+    s.sendall(BUSY)
+    return s
+
+
 def check_connection_limits(workdir, check):
-    """Clients are 127.0.0.1, .2 and .3; per client 2, globally 3."""
+    """Clients are 127.0.0.1, .2 and .3; per client 2, globally 3. The held
+    connections are busy (a head begun): idle ones would give their place."""
     egress = Egress(workdir, POLICY, hosts=HOSTS,
                     extra_config="limits:\n  max_connections: 3\n  max_connections_per_client: 2\n")
-    host, port = egress.address.rsplit(":", 1)
-    held = [socket.create_connection((host, int(port)), timeout=5, source_address=("127.0.0.1", 0)) for _ in range(2)]
+    held = [hold_busy(egress.address, "127.0.0.1") for _ in range(2)]
     time.sleep(0.3)  # accepted and counted
     text, closed = exchange(egress.address, b"", source="127.0.0.1")
     check("per client: the third connection from 127.0.0.1 gets 503 client-connection-limit",
           status_of(text) == 503 and "X-Egress-Reason: client-connection-limit" in text and closed, text[:300])
-    held.append(socket.create_connection((host, int(port)), timeout=5, source_address=("127.0.0.2", 0)))
+    held.append(hold_busy(egress.address, "127.0.0.2"))
     time.sleep(0.3)
     text, closed = exchange(egress.address, b"", source="127.0.0.3")
     check("globally: a fourth connection (from 127.0.0.3) gets 503 connection-limit",
@@ -278,6 +291,60 @@ def check_connection_limits(workdir, check):
     for s in held:
         s.close()
     check("limits: egress stops cleanly", egress.stop() == 0)
+    check_idle_connections_yield(workdir, check)
+
+
+def check_idle_connections_yield(workdir, check):
+    """500 idle connections from one address cannot lock that address out
+    (the default global limit, 20 per client): each new connection takes an
+    idle one's place. Busy connections still count."""
+    workdir = os.path.join(workdir, "yield")  # an audit file of its own
+    os.makedirs(workdir, exist_ok=True)
+    admin = "127.0.0.1:%d" % harness.free_port()
+    egress = Egress(workdir, POLICY, hosts=HOSTS, extra_config="limits:\n  max_connections_per_client: 20\n",
+                    extra_args=("--admin-listen", admin))
+    upstream = Upstream()
+    host, port = egress.address.rsplit(":", 1)
+    idle = []
+    try:
+        for _ in range(500):
+            idle.append(socket.create_connection((host, int(port)), timeout=5, source_address=("127.0.0.5", 0)))
+        text, closed = exchange(egress.address, request("http://allowed.test:%d/after-idle" % upstream.port,
+                                                        "Connection: close\r\n"), source="127.0.0.5")
+        check("500 idle connections from one address: its next real request is served",
+              status_of(text) == 200 and "/after-idle" in text, text[:300])
+        closed_by_egress = 0
+        for s in idle:  # bounded: 500 sockets, a short read each
+            s.settimeout(0.05)
+            try:
+                if s.recv(1) == b"":
+                    closed_by_egress += 1
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                closed_by_egress += 1
+        check("egress closed the idle connections whose places it gave away (at least 500 - 20 + 1)",
+              closed_by_egress >= 481, "%d closed" % closed_by_egress)
+        rows = egress.events("reason IN ('connection-limit', 'client-connection-limit')")
+        check("no limit refusal was needed, none audited", rows == [], str(rows[:3]))
+        metrics = urllib.request.urlopen("http://%s/metrics" % admin, timeout=5).read().decode()
+        yielded = [line for line in metrics.splitlines() if line.startswith("egress_proxy_connections_yielded_total ")]
+        check("egress_proxy_connections_yielded_total counts the places given (481 of them)",
+              yielded == ["egress_proxy_connections_yielded_total 481"], str(yielded))
+    finally:
+        for s in idle:
+            s.close()
+    busy = [hold_busy(egress.address, "127.0.0.6") for _ in range(20)]
+    try:
+        time.sleep(0.3)
+        text, closed = exchange(egress.address, b"", source="127.0.0.6")
+        check("20 busy connections from one address: the 21st still gets 503 client-connection-limit",
+              status_of(text) == 503 and "X-Egress-Reason: client-connection-limit" in text and closed, text[:300])
+    finally:
+        for s in busy:
+            s.close()
+    upstream.close()
+    check("idle yield: egress stops cleanly", egress.stop() == 0)
 
 
 def wait_closed(s, limit):

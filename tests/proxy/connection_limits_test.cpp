@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -84,4 +86,85 @@ TEST_CASE("Counts stay exact while threads admit and release at once", "[proxy]"
   CHECK(limiter.total() == 0);
   for (std::uint8_t i = 0; i < 3; ++i) CHECK(limiter.open_for(client(i)) == 0);
   CHECK(refused.load() == 0);  // never more than 4 held at once per client, well under 50
+}
+
+namespace {
+
+// An admitted ticket whose yield is counted instead of closing a socket.
+struct Held {
+  explicit Held(ConnectionLimiter::Admission admission) : ticket(std::move(admission.ticket)) {
+    if (ticket) ticket->on_yield([this] { ++yields; });
+  }
+  std::optional<ConnectionLimiter::Ticket> ticket;
+  int yields = 0;
+};
+
+}  // namespace
+
+TEST_CASE("At a limit an idle connection's place goes to the new one; busy ones keep theirs", "[proxy]") {
+  struct Case {
+    const char* name;
+    std::size_t max_total, max_per_client;
+    std::vector<std::uint8_t> held;  // clients of the connections already open
+    std::vector<bool> idle;          // which of them are idle
+    std::uint8_t newcomer;
+    int yielded;                     // index into held, or -1: refused
+    Reason refusal;
+  };
+  const std::vector<Case> cases = {
+      {"per client, one idle", 10, 2, {1, 1}, {false, true}, 1, 1, Reason::ClientConnectionLimit},
+      {"per client, all busy", 10, 2, {1, 1}, {false, false}, 1, -1, Reason::ClientConnectionLimit},
+      {"per client, another client's idle one does not count", 10, 2, {1, 1, 2}, {false, false, true}, 1, -1,
+       Reason::ClientConnectionLimit},
+      {"global, the newcomer's own idle one", 3, 3, {1, 2, 9}, {true, false, true}, 9, 2, Reason::ConnectionLimit},
+      {"global, the longest idle anywhere", 3, 3, {1, 2, 3}, {true, true, false}, 9, 0, Reason::ConnectionLimit},
+      {"global, all busy", 3, 3, {1, 2, 3}, {false, false, false}, 9, -1, Reason::ConnectionLimit},
+  };
+  for (const auto& c : cases) {
+    SECTION(c.name) {
+      ConnectionLimiter limiter(c.max_total, c.max_per_client);
+      std::vector<std::unique_ptr<Held>> held;
+      for (std::size_t i = 0; i < c.held.size(); ++i) {
+        held.push_back(std::make_unique<Held>(limiter.admit(client(c.held[i]))));
+        REQUIRE(held.back()->ticket);
+        if (c.idle[i]) held.back()->ticket->enter_idle();  // in order: the first idle is idle longest
+      }
+      const auto total = limiter.total();
+      auto admission = limiter.admit(client(c.newcomer));
+      if (!admission.ticket) CHECK(admission.refusal == c.refusal);
+      Held newcomer(std::move(admission));
+      for (std::size_t i = 0; i < held.size(); ++i) {
+        const bool expected = static_cast<int>(i) == c.yielded;
+        CHECK(held[i]->yields == (expected ? 1 : 0));
+        CHECK(held[i]->ticket->yielded() == expected);
+      }
+      if (c.yielded < 0) {
+        REQUIRE_FALSE(newcomer.ticket);
+        CHECK(limiter.total() == total);
+        continue;
+      }
+      REQUIRE(newcomer.ticket);
+      CHECK(limiter.total() == total);  // the place changed hands
+      auto& gone = *held[static_cast<std::size_t>(c.yielded)];
+      CHECK_FALSE(gone.ticket->leave_idle());  // its request, if one comes now, is not served
+      const auto before = limiter.open_for(client(c.held[static_cast<std::size_t>(c.yielded)]));
+      gone.ticket.reset();  // releases nothing: its place is the newcomer's
+      CHECK(limiter.total() == total);
+      CHECK(limiter.open_for(client(c.held[static_cast<std::size_t>(c.yielded)])) == before);
+      newcomer.ticket.reset();
+      held.clear();
+      CHECK(limiter.total() == 0);
+    }
+  }
+}
+
+TEST_CASE("A connection that became busy again keeps its place", "[proxy]") {
+  ConnectionLimiter limiter(10, 1);
+  Held first(limiter.admit(client(1)));
+  first.ticket->enter_idle();
+  CHECK(first.ticket->leave_idle());  // a request arrived
+  const auto second = limiter.admit(client(1));
+  CHECK_FALSE(second.ticket);
+  CHECK(second.refusal == Reason::ClientConnectionLimit);
+  CHECK(first.yields == 0);
 }

@@ -66,12 +66,12 @@ asio::awaitable<void> serve_one(Worker& worker, tcp::acceptor& acceptor, Exchang
   if (ec) co_return;
   beast::tcp_stream client(std::move(socket));
   beast::flat_buffer buffer;
-  bool awaiting = false;
+  IdleWait idle;
   const std::string address = "127.0.0.1:1";
   const policy::IpAddress source;
   PlainRoute route(worker, source);
   RequestParser parser;
-  Exchange<beast::tcp_stream, PlainRoute> exchange(worker, ClientSide<beast::tcp_stream>{client, buffer, awaiting, address},
+  Exchange<beast::tcp_stream, PlainRoute> exchange(worker, ClientSide<beast::tcp_stream>{client, buffer, idle, address},
                                                    route, HeadOrdinal::First);
   end = co_await exchange.run(parser);
   beast::error_code ignored;

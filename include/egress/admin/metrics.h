@@ -49,6 +49,8 @@ enum class MetricType { Counter, Gauge, Histogram };
     "Attempts that failed after their decision (upstream unreachable or timed out, audit unavailable)")          \
   X(ActiveConnections, Gauge, "proxy_active_connections", "", "Open worker connections")                         \
   X(ActiveTunnels, Gauge, "proxy_active_tunnels", "", "CONNECT tunnels currently relaying")                      \
+  X(ConnectionsYielded, Counter, "proxy_connections_yielded_total", "",                                          \
+    "Idle worker connections closed at a connection limit to give their place to a new one")                    \
   X(BytesUp, Counter, "proxy_bytes_up_total", "", "Bytes sent from workers to upstreams (at attempt close)")    \
   X(BytesDown, Counter, "proxy_bytes_down_total", "", "Bytes sent to workers (at attempt close)")               \
   X(DnsCacheHits, Counter, "dns_cache_hits_total", "", "Name lookups answered from the resolver cache")          \
@@ -165,6 +167,8 @@ class Metrics {
 
   /// One leaf certificate lookup of an inspected tunnel.
   void count_cert_cache(bool hit);
+  /// An idle connection gave its place to a new one at a connection limit.
+  void count_yielded_connection();
 
   enum class TlsStage { Client, Upstream };
   /// One failed TLS handshake of an inspected tunnel.
@@ -224,6 +228,7 @@ class Metrics {
   std::atomic<std::int64_t> active_tunnels_{0};
   Counter dns_hits_{0}, dns_misses_{0};
   Counter cert_hits_{0}, cert_misses_{0};
+  Counter yielded_connections_{0};
   std::array<Counter, 2> tls_failures_{};  // TlsStage
   Counter upstream_tls_new_{0}, upstream_tls_reused_{0};
   std::array<Counter, kDnsStatuses> dns_lookups_{};
