@@ -46,6 +46,7 @@ import threading
 import time
 
 import harness
+from framing_cases import framing_cases
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CANARY_HOST = "127.0.0.2"
@@ -364,30 +365,7 @@ def post(extra, body=BODY):
     return (b"POST http://allowed.test:{P}{M} HTTP/1.1\r\nHost: allowed.test:{P}\r\n" + extra + b"\r\n" + body)
 
 
-for label, head, reason in [
-    ("CL.TE", b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n" % len(BODY), "ambiguous-framing"),
-    ("TE.CL", b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n" % len(BODY), "ambiguous-framing"),
-    ("duplicate Content-Length, same value", b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(BODY), len(BODY)),
-     "ambiguous-framing"),
-    ("conflicting Content-Length", b"Content-Length: 5\r\nContent-Length: %d\r\n" % len(BODY), "ambiguous-framing"),
-    ("Content-Length list in one field", b"Content-Length: 5, %d\r\n" % len(BODY), "ambiguous-framing"),
-    ("Transfer-Encoding: chunked, identity", b"Transfer-Encoding: chunked, identity\r\n", "ambiguous-framing"),
-    ("Transfer-Encoding: identity", b"Transfer-Encoding: identity\r\nContent-Length: 5\r\n", "ambiguous-framing"),
-    ("Transfer-Encoding: xchunked", b"Transfer-Encoding: xchunked\r\n", "ambiguous-framing"),
-    ("Transfer-Encoding: gzip, chunked", b"Transfer-Encoding: gzip, chunked\r\n", "ambiguous-framing"),
-    ("two Transfer-Encoding fields", b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
-     "ambiguous-framing"),
-    ("obs-fold continuation line", b"X-Folded: a\r\n b\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("obs-fold hiding Transfer-Encoding", b"X-Folded: a\r\n Transfer-Encoding: chunked\r\n", "invalid-header"),
-    ("space before the colon", b"Transfer-Encoding : chunked\r\n", "invalid-header"),
-    ("space inside a header name", b"X Bad: 1\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("invalid character in a header name", b"X@Bad: 1\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("empty header name", b": 1\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("header line without a colon", b"NoColon\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("control character in a header value", b"X-Ctl: a\x01b\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("NUL in a header value", b"X-Nul: a\x00b\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("bare CR in a header value", b"X-Cr: a\rb\r\nContent-Length: 0\r\n", "invalid-header"),
-]:
+for label, head, reason in framing_cases(len(BODY)):
     refusal("smuggling", label, post(head), 400, reason, close=True)
 
 for label, target, reason, status in [

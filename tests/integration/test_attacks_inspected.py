@@ -31,6 +31,7 @@ import threading
 import time
 
 import harness
+from framing_cases import framing_cases
 
 POLICY = """\
 version: 1
@@ -114,33 +115,7 @@ def get(extra=b"", target=b"/ok{M}", version=b"HTTP/1.1"):
     return b"GET " + target + b" " + version + b"\r\nHost: allowed.test\r\n" + extra + b"\r\n"
 
 
-for label, head, reason in [
-    ("CL.TE", b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n" % len(BODY), "ambiguous-framing"),
-    ("TE.CL", b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n" % len(BODY), "ambiguous-framing"),
-    ("duplicate Content-Length, same value", b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(BODY), len(BODY)),
-     "ambiguous-framing"),
-    ("Content-Length: 5 twice", b"Content-Length: 5\r\nContent-Length: 5\r\n", "ambiguous-framing"),
-    ("conflicting Content-Length", b"Content-Length: 5\r\nContent-Length: %d\r\n" % len(BODY), "ambiguous-framing"),
-    ("Content-Length: 5, 5", b"Content-Length: 5, 5\r\n", "ambiguous-framing"),
-    ("Content-Length list in one field", b"Content-Length: 5, %d\r\n" % len(BODY), "ambiguous-framing"),
-    ("Transfer-Encoding: chunked, identity", b"Transfer-Encoding: chunked, identity\r\n", "ambiguous-framing"),
-    ("Transfer-Encoding: identity with a Content-Length", b"Transfer-Encoding: identity\r\nContent-Length: 5\r\n",
-     "ambiguous-framing"),
-    ("Transfer-Encoding: xchunked", b"Transfer-Encoding: xchunked\r\n", "ambiguous-framing"),
-    ("Transfer-Encoding: gzip, chunked", b"Transfer-Encoding: gzip, chunked\r\n", "ambiguous-framing"),
-    ("two Transfer-Encoding fields", b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
-     "ambiguous-framing"),
-    ("obs-fold continuation line", b"X-Folded: a\r\n b\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("obs-fold hiding Transfer-Encoding", b"X-Folded: a\r\n Transfer-Encoding: chunked\r\n", "invalid-header"),
-    ("space before the colon", b"Transfer-Encoding : chunked\r\n", "invalid-header"),
-    ("space inside a header name", b"X Bad: 1\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("invalid character in a header name", b"X@Bad: 1\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("empty header name", b": 1\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("header line without a colon", b"NoColon\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("control character in a header value", b"X-Ctl: a\x01b\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("NUL in a header value", b"X-Nul: a\x00b\r\nContent-Length: 0\r\n", "invalid-header"),
-    ("bare CR in a header value", b"X-Cr: a\rb\r\nContent-Length: 0\r\n", "invalid-header"),
-]:
+for label, head, reason in framing_cases(len(BODY)):
     CASES.append(("framing", label, post(head), 400, reason))
 
 for label, target, status, reason in [
