@@ -53,9 +53,9 @@ void check_framing(const http::request_header<>& head) {
 }
 
 void check_target(const proxy::ParsedTarget& parsed) {
-  FUZZ_CHECK(parsed.request.has_value() != (parsed.status != 0), "a target or a refusal status");
   if (!parsed.request) {
-    FUZZ_CHECK(parsed.status >= 400 && parsed.status < 600, "refused with an error status");
+    const int status = policy::status_for(parsed.reason);
+    FUZZ_CHECK(status >= 400 && status < 600 && !parsed.error.empty(), "refused with an error status and a reason");
     return;
   }
   const proxy::RequestTarget& request = *parsed.request;
@@ -83,7 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto problem =
       proxy::check_request_head(bytes.substr(0, end), {limits.max_target_length, limits.max_header_count});
   if (problem) {
-    FUZZ_CHECK(problem->status >= 400 && problem->status < 600 && !problem->detail.empty(),
+    FUZZ_CHECK(problem->status() >= 400 && problem->status() < 600 && !problem->detail.empty(),
                "a refused head has an error status and a detail");
     return 0;
   }
