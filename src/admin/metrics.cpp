@@ -272,6 +272,11 @@ void Metrics::write_family(std::string& out, const MetricInfo& info, const Serve
     case MetricId::ActiveConnections:
       sample(out, name, {}, serve ? serve->active_connections : std::int64_t{0});
       break;
+    case MetricId::ThreadConnections:
+      if (serve)
+        for (std::size_t i = 0; i < serve->thread_connections.size(); ++i)
+          sample(out, name, {"thread", std::to_string(i)}, serve->thread_connections[i]);
+      break;
     case MetricId::ActiveTunnels:
       sample(out, name, {}, static_cast<std::int64_t>(active_tunnels_.load(std::memory_order_relaxed)));
       break;

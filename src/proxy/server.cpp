@@ -3,6 +3,13 @@
 // thread that handles signals: SIGHUP reloads the policy, SIGTERM/SIGINT
 // drain and stop.
 //
+// The kernel spreads new connections over the acceptors by a hash of their
+// addresses, so long-lived connections can land unevenly (33/17 of 50 was
+// measured) and leave one thread the limit. Each accept loop hands a new
+// connection to the thread serving the fewest (itself on a tie), as a file
+// descriptor posted to that thread's io_context (docs/performance.md,
+// "Threads").
+//
 // Stop sequence: (1) close every acceptor; (2) wait until no session is
 // left or limits.shutdown_grace has passed; (3) abort the sessions still
 // open (each writes its close event as it unwinds) and give them a moment;
@@ -14,12 +21,15 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <filesystem>
 #include <thread>
 
+#include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "egress/proxy/evaluate.h"
 #include "proxy/relay.h"
@@ -42,14 +52,60 @@ ClientKey client_key(const tcp::socket& socket) {
 }
 
 asio::awaitable<void> run_session(tcp::socket socket, Worker& worker) {
-  // Admitted here, on the accepting thread; the ticket lives as long as
-  // the session, whichever thread's counters it touches.
+  // Counted in worker.load from the hand-over on (accept_loop).
+  struct Unload {
+    std::atomic<int>& load;
+    ~Unload() { load.fetch_sub(1, std::memory_order_relaxed); }
+  } unload{worker.load};
+  // Admitted here, on the serving thread; the ticket lives as long as the
+  // session.
   auto admission = worker.shared.connections.admit(client_key(socket));
   Session session(worker, std::move(socket), std::move(admission));
   co_await session.run();
 }
 
-asio::awaitable<void> accept_loop(Worker& worker) {
+void spawn_session(tcp::socket socket, Worker& worker) {
+  asio::co_spawn(worker.ioc, run_session(std::move(socket), worker), [](std::exception_ptr error) {
+    if (!error) return;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      spdlog::error("session ended by an unexpected error: {}", e.what());
+    }
+  });
+}
+
+// The worker serving the fewest connections; `local` on a tie.
+Worker& least_loaded(Worker& local, const std::vector<std::unique_ptr<Worker>>& workers) {
+  Worker* best = &local;
+  for (const auto& worker : workers)
+    if (worker->load.load(std::memory_order_relaxed) < best->load.load(std::memory_order_relaxed)) best = worker.get();
+  return *best;
+}
+
+// Serves `socket` on `target`'s thread: a socket belongs to one io_context,
+// so it moves as its file descriptor.
+void hand_over(tcp::socket socket, Worker& target) {
+  beast::error_code ec;
+  const auto protocol = socket.local_endpoint(ec).protocol();
+  if (ec) {  // the peer is already gone; the socket closes here
+    target.load.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  asio::post(target.ioc, [fd = socket.release(), protocol, &target] {
+    tcp::socket moved(target.ioc);
+    beast::error_code assign_ec;
+    moved.assign(protocol, fd, assign_ec);
+    if (assign_ec) {
+      ::close(fd);
+      target.load.fetch_sub(1, std::memory_order_relaxed);
+      return;
+    }
+    spawn_session(std::move(moved), target);
+  });
+}
+
+asio::awaitable<void> accept_loop(Worker& worker, const std::vector<std::unique_ptr<Worker>>& workers) {
   for (;;) {
     auto [ec, socket] = co_await worker.acceptor->async_accept(use_nothrow);
     if (ec == asio::error::operation_aborted || !worker.acceptor->is_open()) co_return;
@@ -62,14 +118,13 @@ asio::awaitable<void> accept_loop(Worker& worker) {
     }
     beast::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    asio::co_spawn(worker.ioc, run_session(std::move(socket), worker), [](std::exception_ptr error) {
-      if (!error) return;
-      try {
-        std::rethrow_exception(error);
-      } catch (const std::exception& e) {
-        spdlog::error("session ended by an unexpected error: {}", e.what());
-      }
-    });
+    Worker& target = least_loaded(worker, workers);
+    target.load.fetch_add(1, std::memory_order_relaxed);
+    if (&target == &worker) {
+      spawn_session(std::move(socket), worker);
+    } else {
+      hand_over(std::move(socket), target);
+    }
   }
 }
 
@@ -245,10 +300,6 @@ int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, au
   Shared shared(config, load_policy(), audit);
   shared.inspection = std::move(inspection);
   if (load_secrets) shared.secrets.store(load_secrets());
-  const auto serve_probe = admin::metrics().watch_serve([&shared] {
-    return admin::ServeState{shared.policy.load() != nullptr, shared.policy_reloads.load(),
-                             shared.policy_reload_failures.load(), shared.active_sessions.load()};
-  });
   const unsigned threads = config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency());
   const auto dns_options = resolver_options(config.dns);
 
@@ -259,9 +310,17 @@ int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, au
     open_acceptor(worker, endpoint);
     endpoint = worker.acceptor->local_endpoint();  // port 0: the others share the port the first one got
   }
+  // After the workers: it reads their counters (Shared holds them, so they
+  // outlive this guard).
+  const auto serve_probe = admin::metrics().watch_serve([&shared] {
+    admin::ServeState state{shared.policy.load() != nullptr, shared.policy_reloads.load(),
+                            shared.policy_reload_failures.load(), shared.active_sessions.load(), {}};
+    for (const auto& load : shared.thread_connections) state.thread_connections.push_back(load.load());
+    return state;
+  });
   Control control(shared, workers, load_policy, load_secrets);  // signal handlers first
   for (auto& worker : workers) {
-    asio::co_spawn(worker->ioc, accept_loop(*worker), asio::detached);
+    asio::co_spawn(worker->ioc, accept_loop(*worker, workers), asio::detached);
     if (shared.inspection && config.tls.upstream_pool_size > 0) {
       asio::co_spawn(worker->ioc, sweep_upstream_pool(*worker), asio::detached);
     }
@@ -270,8 +329,10 @@ int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, au
   on_listening(endpoint_text(endpoint));
 
   std::vector<std::thread> running;
-  for (auto& worker : workers) {
-    running.emplace_back([&worker] {
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    running.emplace_back([&worker = workers[i], i] {
+      const auto name = "egress-w" + std::to_string(i);  // per-thread CPU in top -H and the benches
+      pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
       try {
         worker->ioc.run();
       } catch (const std::exception& e) {

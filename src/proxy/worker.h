@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
@@ -41,6 +42,9 @@ struct Shared {
   std::atomic<policy::PolicySnapshot> policy;
   audit::AuditStore& audit;
   std::atomic<int> active_sessions{0};
+  /// Open connections per worker thread, in thread order (Worker::load):
+  /// a deque, so adding a thread's counter moves no other.
+  std::deque<std::atomic<int>> thread_connections;
   /// Set once on SIGTERM/SIGINT: sessions finish the request in hand, answer
   /// it with `Connection: close`, and read no further request.
   std::atomic<bool> draining{false};
@@ -78,10 +82,18 @@ inline WorkerParts serving_parts(const dns::ResolverOptions& dns_options) {
 
 struct Worker {
   Worker(Shared& shared, const WorkerParts& parts)
-      : shared(shared), resolver(parts.make_resolver(ioc.get_executor())), metrics(parts.metrics), now(parts.now) {}
+      : shared(shared),
+        load(shared.thread_connections.emplace_back(0)),
+        resolver(parts.make_resolver(ioc.get_executor())),
+        metrics(parts.metrics),
+        now(parts.now) {}
 
   boost::asio::io_context ioc{1};  // one thread: no locking inside
   Shared& shared;
+  /// Connections this thread serves, counting those handed to it that have
+  /// not started yet: the accept loops hand each new connection to the
+  /// thread with the fewest (server.cpp).
+  std::atomic<int>& load;
   dns::ResolverPtr resolver;
   admin::Metrics& metrics;
   WorkerParts::Clock now;

@@ -174,7 +174,7 @@ TEST_CASE("scrape-time values come from the probes while they are registered") {
   Metrics metrics;
   CHECK(has_line(metrics.render(), "egress_policy_loaded 0"));
   {
-    const auto serve = metrics.watch_serve([] { return admin::ServeState{true, 4, 2, 7}; });
+    const auto serve = metrics.watch_serve([] { return admin::ServeState{true, 4, 2, 7, {3, 4}}; });
     const auto audit = metrics.watch_audit([] {
       admin::AuditState state;
       state.healthy = true;
@@ -191,6 +191,8 @@ TEST_CASE("scrape-time values come from the probes while they are registered") {
     CHECK(has_line(text, "egress_policy_reloads_total{result=\"success\"} 4"));
     CHECK(has_line(text, "egress_policy_reloads_total{result=\"failure\"} 2"));
     CHECK(has_line(text, "egress_proxy_active_connections 7"));
+    CHECK(has_line(text, "egress_proxy_thread_connections{thread=\"0\"} 3"));
+    CHECK(has_line(text, "egress_proxy_thread_connections{thread=\"1\"} 4"));
     CHECK(has_line(text, "egress_proxy_active_tunnels 1"));
     CHECK(has_line(text, "egress_audit_healthy 1"));
     CHECK(has_line(text, "egress_audit_queue_depth 5"));
@@ -209,7 +211,7 @@ TEST_CASE("readiness: policy loaded, audit healthy, DNS answering") {
   Metrics metrics;
   CHECK_FALSE(metrics.readiness().ready);
   bool healthy = true;
-  const auto serve = metrics.watch_serve([] { return admin::ServeState{true, 0, 0, 0}; });
+  const auto serve = metrics.watch_serve([] { return admin::ServeState{true, 0, 0, 0, {}}; });
   const auto audit = metrics.watch_audit([&healthy] {
     admin::AuditState state;
     state.healthy = healthy;
@@ -256,7 +258,7 @@ TEST_CASE("replication: its families only while replicating; readiness only past
   for (const auto& c : cases) {
     INFO(c.name);
     Metrics metrics;
-    const auto serve = metrics.watch_serve([] { return admin::ServeState{true, 0, 0, 0}; });
+    const auto serve = metrics.watch_serve([] { return admin::ServeState{true, 0, 0, 0, {}}; });
     const auto audit = metrics.watch_audit([&c] {
       admin::AuditState state;
       state.healthy = true;

@@ -22,6 +22,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <vector>
 #include <string_view>
 #include <utility>
 
@@ -48,6 +49,8 @@ enum class MetricType { Counter, Gauge, Histogram };
   X(Failures, Counter, "proxy_failures_total", "reason",                                                         \
     "Attempts that failed after their decision (upstream unreachable or timed out, audit unavailable)")          \
   X(ActiveConnections, Gauge, "proxy_active_connections", "", "Open worker connections")                         \
+  X(ThreadConnections, Gauge, "proxy_thread_connections", "thread",                                             \
+    "Open worker connections per proxy thread (each new one goes to the thread with the fewest)")               \
   X(ActiveTunnels, Gauge, "proxy_active_tunnels", "", "CONNECT tunnels currently relaying")                      \
   X(ConnectionsYielded, Counter, "proxy_connections_yielded_total", "",                                          \
     "Idle worker connections closed at a connection limit to give their place to a new one")                    \
@@ -118,6 +121,7 @@ struct ServeState {
   std::uint64_t policy_reloads = 0;
   std::uint64_t policy_reload_failures = 0;
   std::int64_t active_connections = 0;
+  std::vector<std::int64_t> thread_connections;  // per proxy thread, in thread order
 };
 
 /// Read at scrape time from the audit store.
