@@ -89,6 +89,16 @@ def proxy_threads(pid, threads):
     return [t for t, (name, _) in threads.items() if name == own and t != str(pid)]
 
 
+def stop(process, how):
+    """Stops a process this script started: `how`, then SIGKILL after 15 s."""
+    process.send_signal(how)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def wait_port(port, limit=10):
     deadline = time.time() + limit
     while time.time() < deadline:
@@ -119,12 +129,7 @@ def one_run(binary, work, upstream_port, duration, connections):
         out, _ = wrk.communicate(timeout=duration + 30)
         after = thread_cpu(egress.pid)
     finally:
-        egress.send_signal(signal.SIGTERM)
-        try:
-            egress.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            egress.kill()
-            egress.wait()
+        stop(egress, signal.SIGTERM)
     used = {t: (after[t][1] - before.get(t, (None, 0))[1], after[t][0]) for t in after}
     proxy = proxy_threads(egress.pid, after)
     busiest = sorted(used[t] for t in proxy)
@@ -177,12 +182,7 @@ def main():
                   % (binary, rps[len(rps) // 2], rps[0], rps[-1], 100 * shares[len(shares) // 2],
                      100 * shares[0], 100 * shares[-1]))
     finally:
-        nginx.send_signal(signal.SIGQUIT)
-        try:
-            nginx.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            nginx.kill()
-            nginx.wait()
+        stop(nginx, signal.SIGQUIT)
         shutil.rmtree(work, ignore_errors=True)
 
 
