@@ -6,8 +6,8 @@
 //
 // At a limit, a place held by an idle connection (waiting for a request
 // to start, nothing unread) is given to the new connection instead of
-// refusing it: of the same client's for the per-client limit, the one
-// idle longest for the global one. The idle connection is told to close
+// refusing it: one of the same client's for the per-client limit, and for
+// the global one the client's own or else the one idle longest anywhere. The idle connection is told to close
 // (its closer, posted to its own thread) and its Ticket then releases
 // nothing. So a flood of idle connections cannot lock a client out, while
 // connections busy with a request still count against the limit.

@@ -40,7 +40,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,15 +47,11 @@ import tempfile
 import time
 import urllib.request
 
+from loopback import free_port, wait_for_port
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LOADGEN_SRC = os.path.join(ROOT, "..", "shared", "bench", "loadgen.go")
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid):
@@ -99,17 +94,6 @@ http {
     proc = subprocess.Popen(["nginx", "-p", tmp, "-c", conf, "-g", "daemon off;"], stderr=subprocess.DEVNULL)
     wait_for_port(port)
     return proc, cert
-
-
-def wait_for_port(port, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("nothing listens on port %d" % port)
 
 
 def start_egress(egress, tmp, upstream_ca, admin, reuse=True):

@@ -21,68 +21,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 
-POLICY = """\
-version: 1
-mode: self-hosted
-internal:
-  - host: allowed.test
-    ports: any
-"""
-CONFIG = """\
-dns:
-  hosts_file: false
-  hosts: {allowed.test: [127.0.0.1]}
-log_level: warn
-"""
-NGINX = """\
-worker_processes 1;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:%(http)d;
-    listen 127.0.0.1:%(https)d ssl;
-    ssl_certificate %(dir)s/upstream.crt;
-    ssl_certificate_key %(dir)s/upstream.key;
-    location / { return 200 "ok\\n"; }
-  }
-}
-"""
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, limit=10):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def stop(process, how):
-    """Stops a process this script started: `how`, then SIGKILL after 15 s."""
-    process.send_signal(how)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+from loopback import free_port, start_egress, start_nginx, stop
 
 
 def parse_strace(text):
@@ -96,16 +39,9 @@ def parse_strace(text):
 
 
 def count(binary, work, scenario, ports, requests):
-    port = free_port()
-    egress = subprocess.Popen([binary, "serve", "--config", os.path.join(work, "egress.yaml"),
-                               "--policy", os.path.join(work, "policy.yaml"), "--threads", "2",
-                               "--listen", "127.0.0.1:%d" % port, "--admin-listen", "off",
-                               "--audit-db", os.path.join(work, "audit-%d.db" % port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    egress, port = start_egress(binary, work)
     proxy = "http://127.0.0.1:%d" % port
     try:
-        if not wait_port(port):
-            raise RuntimeError("%s did not start" % binary)
         # Warm: the first request resolves and opens the audit file's pages.
         subprocess.run(["curl", "-s", "-o", "/dev/null", "-x", proxy, "http://allowed.test:%d/" % ports["http"]],
                        check=True, timeout=10)
@@ -125,7 +61,7 @@ def count(binary, work, scenario, ports, requests):
         with open(summary) as f:
             return parse_strace(f.read())
     finally:
-        stop(egress, signal.SIGTERM)
+        stop(egress)
 
 
 def main():
@@ -138,18 +74,8 @@ def main():
             raise SystemExit("syscalls.py: %s is not installed" % tool)
     work = tempfile.mkdtemp(prefix="egress-syscalls-")
     ports = {"http": free_port(), "https": free_port()}
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-days", "1", "-subj", "/CN=allowed.test", "-keyout", os.path.join(work, "upstream.key"),
-                    "-out", os.path.join(work, "upstream.crt")], check=True, capture_output=True, timeout=30)
-    with open(os.path.join(work, "nginx.conf"), "w") as f:
-        f.write(NGINX % {"dir": work, "http": ports["http"], "https": ports["https"]})
-    for name, text in (("policy.yaml", POLICY), ("egress.yaml", CONFIG)):
-        with open(os.path.join(work, name), "w") as f:
-            f.write(text)
-    nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", os.path.join(work, "nginx.conf"), "-g", "daemon off;"])
+    nginx = start_nginx(work, ports["http"], ports["https"])
     try:
-        if not wait_port(ports["http"]) or not wait_port(ports["https"]):
-            raise RuntimeError("nginx did not start")
         for scenario in ("keepalive", "tunnel"):
             for binary in options.egress:
                 calls = count(os.path.abspath(binary), work, scenario, ports, options.requests)

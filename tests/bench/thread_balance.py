@@ -20,47 +20,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-POLICY = """\
-version: 1
-mode: self-hosted
-internal:
-  - host: allowed.test
-    ports: any
-"""
-CONFIG = """\
-dns:
-  hosts_file: false
-  hosts: {allowed.test: [127.0.0.1]}
-log_level: warn
-"""
-NGINX = """\
-worker_processes 1;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:%(port)d;
-    location / { return 200 "ok\\n"; }
-  }
-}
-"""
+from loopback import free_port, start_egress, start_nginx, stop
+
 WRK_SCRIPT = 'wrk.path = "http://allowed.test:%d/"\nwrk.headers["Host"] = "allowed.test:%d"\n'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def thread_cpu(pid):
@@ -89,37 +57,10 @@ def proxy_threads(pid, threads):
     return [t for t, (name, _) in threads.items() if name == own and t != str(pid)]
 
 
-def stop(process, how):
-    """Stops a process this script started: `how`, then SIGKILL after 15 s."""
-    process.send_signal(how)
+def one_run(binary, work, duration, connections):
+    admin = free_port()
+    egress, port = start_egress(binary, work, admin="127.0.0.1:%d" % admin)
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def wait_port(port, limit=10):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def one_run(binary, work, upstream_port, duration, connections):
-    port, admin = free_port(), free_port()
-    db = os.path.join(work, "audit-%d.db" % port)
-    egress = subprocess.Popen([binary, "serve", "--config", os.path.join(work, "egress.yaml"),
-                               "--policy", os.path.join(work, "policy.yaml"), "--threads", "2",
-                               "--listen", "127.0.0.1:%d" % port, "--admin-listen", "127.0.0.1:%d" % admin,
-                               "--audit-db", db], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        if not wait_port(port) or not wait_port(admin):
-            raise RuntimeError("%s did not start" % binary)
         before = thread_cpu(egress.pid)
         wrk = subprocess.Popen(["wrk", "-t2", "-c%d" % connections, "-d%ds" % duration,
                                 "-s", os.path.join(work, "abs.lua"), "http://127.0.0.1:%d/" % port],
@@ -129,7 +70,7 @@ def one_run(binary, work, upstream_port, duration, connections):
         out, _ = wrk.communicate(timeout=duration + 30)
         after = thread_cpu(egress.pid)
     finally:
-        stop(egress, signal.SIGTERM)
+        stop(egress)
     used = {t: (after[t][1] - before.get(t, (None, 0))[1], after[t][0]) for t in after}
     proxy = proxy_threads(egress.pid, after)
     busiest = sorted(used[t] for t in proxy)
@@ -155,20 +96,14 @@ def main():
             sys.exit("thread_balance.py: %s is not installed (../shared/bench/setup.sh installs it)" % tool)
     work = tempfile.mkdtemp(prefix="egress-balance-")
     upstream_port = free_port()
-    with open(os.path.join(work, "nginx.conf"), "w") as f:
-        f.write(NGINX % {"dir": work, "port": upstream_port})
-    for name, text in (("policy.yaml", POLICY), ("egress.yaml", CONFIG),
-                       ("abs.lua", WRK_SCRIPT % (upstream_port, upstream_port))):
-        with open(os.path.join(work, name), "w") as f:
-            f.write(text)
-    nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", os.path.join(work, "nginx.conf"), "-g", "daemon off;"])
+    with open(os.path.join(work, "abs.lua"), "w") as f:
+        f.write(WRK_SCRIPT % (upstream_port, upstream_port))
+    nginx = start_nginx(work, upstream_port)
     try:
-        if not wait_port(upstream_port):
-            raise RuntimeError("nginx did not start")
         results = {b: [] for b in options.egress}
         for run in range(options.runs):
             for binary in options.egress:
-                r = one_run(os.path.abspath(binary), work, upstream_port, options.duration, options.connections)
+                r = one_run(os.path.abspath(binary), work, options.duration, options.connections)
                 results[binary].append(r)
                 print("run %d %-30s %8.0f req/s  busiest proxy thread %4.1f %% of their CPU  audit writer %.2f "
                       "cores  connections per thread %s" % (run, binary, r["rps"], 100 * r["busiest_share"],

@@ -22,9 +22,9 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
-#include <vector>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "egress/audit/event.h"
 #include "egress/audit/replicator.h"
