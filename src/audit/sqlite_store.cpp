@@ -1,13 +1,23 @@
-// The audit writer: queue, writer thread, batched transactions, hash chain
-// and JSON-lines stream (see sqlite_store.h for states and invariants).
+// The audit writer: journals, queue, writer thread, batched transactions,
+// hash chain, crash recovery and JSON-lines stream (see sqlite_store.h for
+// states and invariants).
 #include "audit/sqlite_store.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/statfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 #include <exception>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
 
 #include "audit/chain.h"
 #include "audit/ocsf.h"
@@ -20,6 +30,8 @@ namespace egress::audit {
 constexpr std::chrono::milliseconds kLingerForCompany{2};
 /// How often an unhealthy store with nothing to write tries a probe commit.
 constexpr std::chrono::milliseconds kProbeInterval{1000};
+/// How soon a batch whose commit failed is tried again.
+constexpr std::chrono::milliseconds kRetryInterval{100};
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -52,6 +64,13 @@ constexpr int kPrevHashParam = static_cast<int>(kContentColumns.size()) + 1;
 constexpr int kHashParam = kPrevHashParam + 1;
 
 constexpr const char* kChainHeadSql = "SELECT hash FROM events ORDER BY id DESC LIMIT 1";
+constexpr const char* kStoredSql = "SELECT 1 FROM events WHERE request_id = ?1 AND event = ?2 LIMIT 1";
+
+std::atomic<std::uint64_t> next_generation{1};
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
 
 int bind(sqlite3_stmt* stmt, int index, const Value& value) {
   if (const auto* i = std::get_if<std::int64_t>(&value)) {
@@ -73,7 +92,8 @@ AuditStorePtr AuditStore::open(const StoreOptions& options) {
   return std::make_unique<SqliteAuditStore>(options);
 }
 
-SqliteAuditStore::SqliteAuditStore(const StoreOptions& options) : options_(options) {
+SqliteAuditStore::SqliteAuditStore(const StoreOptions& options)
+    : options_(options), journal_dir_(journal_directory(options.path)), generation_(next_generation++) {
   if (options_.max_batch == 0 || options_.queue_limit == 0) {
     throw AuditError(options_.path + ": audit max_batch and queue_limit must be at least 1");
   }
@@ -104,6 +124,26 @@ SqliteAuditStore::SqliteAuditStore(const StoreOptions& options) : options_(optio
 
   insert_ = prepare(db, kInsertSql, options_.path);
   chain_head_ = prepare(db, kChainHeadSql, options_.path);
+
+  std::error_code ec;
+  std::filesystem::create_directories(journal_dir_, ec);
+  const std::string lock_path = journal_dir_ + "/lock";
+  journal_lock_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (journal_lock_ < 0) {
+    throw AuditError(lock_path + ": cannot create the audit journal's lock file: " + std::strerror(errno));
+  }
+  if (::flock(journal_lock_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(journal_lock_);
+    throw AuditError(options_.path + ": another egress serve writes this audit database (" + lock_path +
+                     " is locked); give each serve its own audit_db");
+  }
+  try {
+    recover();
+  } catch (...) {
+    ::close(journal_lock_);
+    throw;
+  }
+  journal_prefix_ = std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
   writer_ = std::thread([this] { run(); });
   checkpointer_ = std::make_unique<Checkpointer>(options_.path, options_.busy_timeout, std::chrono::milliseconds(500));
 }
@@ -114,32 +154,136 @@ SqliteAuditStore::~SqliteAuditStore() {
     stopping_ = true;
   }
   work_cv_.notify_all();
-  writer_.join();  // the writer drains the queue before it returns
+  writer_.join();  // the writer drains the queue (or gives up on a failing disk) before it returns
   checkpointer_.reset();
+  if (committed_everything_) {
+    for (auto& [thread, journal] : journals_) journal->remove_all();
+  }
+  ::close(journal_lock_);
 }
+
+void SqliteAuditStore::recover() {
+  const std::vector<std::string> files = journal_files(journal_dir_);
+  if (files.empty()) return;
+  StmtPtr stored = prepare(db_.get(), kStoredSql, options_.path);
+  const auto is_stored = [&](const std::vector<Value>& values) {
+    sqlite3_reset(stored.get());
+    bind(stored.get(), 1, values[1]);
+    bind(stored.get(), 2, values[2]);
+    const bool found = sqlite3_step(stored.get()) == SQLITE_ROW;
+    sqlite3_reset(stored.get());
+    return found;
+  };
+  std::vector<Pending> missing;
+  std::size_t journaled = 0;
+  std::size_t torn = 0;
+  for (const std::string& file : files) {
+    std::ifstream in(file, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::size_t good = 0;
+    for (auto& values : decode_records(bytes, &good)) {
+      ++journaled;
+      if (values.size() > kContentColumns.size() || values.size() < 3) continue;
+      values.resize(kContentColumns.size());  // a record from an older binary lacks the newer columns
+      if (!is_stored(values)) missing.push_back(Pending{std::move(values), nullptr, nullptr, 0});
+    }
+    if (good != bytes.size()) ++torn;
+  }
+  stored.reset();
+  // In the order they happened, as far as the journals tell (ts first).
+  std::stable_sort(missing.begin(), missing.end(),
+                   [](const Pending& a, const Pending& b) { return a.values[0] < b.values[0]; });
+  for (std::size_t at = 0; at < missing.size(); at += options_.max_batch) {
+    std::vector<Pending> batch(std::make_move_iterator(missing.begin() + static_cast<std::ptrdiff_t>(at)),
+                               std::make_move_iterator(missing.begin() + static_cast<std::ptrdiff_t>(
+                                   std::min(missing.size(), at + options_.max_batch))));
+    std::vector<std::string> lines;
+    std::string error;
+    if (!commit(batch, lines, error)) {
+      throw AuditError(options_.path + ": cannot ingest the audit journal left in " + journal_dir_ + ": " + error +
+                       "; free space (or fix permissions) and start again: the journal stays until it is ingested");
+    }
+    for (const std::string& line : lines) call_logging_throws("event stream", [&] { options_.stream(line); });
+  }
+  for (const std::string& file : files) ::unlink(file.c_str());
+  spdlog::info("audit: {}: ingested {} event(s) from {} journal file(s) an earlier run left ({} already stored{})",
+               options_.path, missing.size(), files.size(), journaled - missing.size(),
+               torn ? fmt::format(", {} file(s) ended in a torn record", torn) : "");
+}
+
+Journal& SqliteAuditStore::this_threads_journal() {
+  struct Cached {
+    std::uint64_t generation = 0;
+    Journal* journal = nullptr;
+  };
+  thread_local Cached cached;
+  if (cached.generation == generation_) return *cached.journal;
+  std::lock_guard lock(journals_mu_);
+  auto& journal = journals_[std::this_thread::get_id()];
+  if (!journal) {
+    journal = std::make_unique<Journal>(journal_dir_, journal_prefix_ + "-t" + std::to_string(journals_.size()),
+                                        options_.min_free_bytes);
+  }
+  cached = Cached{generation_, journal.get()};
+  return *journal;
+}
+
+bool SqliteAuditStore::record_durable(Event event) { return append(std::move(event), nullptr); }
 
 void SqliteAuditStore::record(Event event, CommitCallback done) {
-  enqueue(std::move(event), std::move(done));
+  if (!append(std::move(event), std::move(done)) && done) done(false);
 }
 
-void SqliteAuditStore::record(Event event) { enqueue(std::move(event), nullptr); }
+void SqliteAuditStore::record(Event event) { append(std::move(event), nullptr); }
 
-void SqliteAuditStore::enqueue(Event&& event, CommitCallback&& done) {
+void SqliteAuditStore::note_journal_failure(const std::string& error) {
+  const bool was_refusing = journal_refusing_.exchange(true);
+  const std::int64_t now = steady_ns();
+  std::int64_t last = last_journal_log_ns_.load(std::memory_order_relaxed);
+  const auto interval = std::chrono::duration_cast<std::chrono::nanoseconds>(kFailureLogInterval).count();
+  if ((was_refusing && now - last < interval) || !last_journal_log_ns_.compare_exchange_strong(last, now)) return;
+  spdlog::warn("audit: {}: {}; the store is unhealthy and refuses new connections until the journal can be "
+               "written again (free disk space, check permissions)",
+               options_.path, error);
+}
+
+bool SqliteAuditStore::append(Event&& event, CommitCallback&& done) {
   std::uint64_t drops_to_log = 0;
-  {
-    std::lock_guard lock(mu_);
-    if (queue_.size() < options_.queue_limit) {
+  // Nothing is journaled that will not be queued: an event refused here is
+  // not recorded anywhere (the proxy refuses its connection).
+  if (healthy_.load() && queue_room_.load(std::memory_order_relaxed)) {
+    std::vector<Value> values = row_values(event);
+    Journal& journal = this_threads_journal();
+    std::uint64_t seq = 0;
+    std::string error;
+    if (!journal.append(encode_record(values), seq, error)) {
+      note_journal_failure(error);
+    } else {
+      if (journal_refusing_.load(std::memory_order_relaxed) && journal_refusing_.exchange(false)) {
+        spdlog::info("audit: {}: the journal takes appends again; healthy", options_.path);
+      }
+      std::lock_guard lock(mu_);
       if (done) ++waited_for_;
-      queue_.push_back(Pending{std::move(event), std::move(done)});
+      const bool wake = writer_waiting_ || done || queue_.size() + 1 >= options_.max_batch;
+      queue_.push_back(Pending{std::move(values), std::move(done), &journal, seq});
       ++accepted_;
       backlog_.store(accepted_ - processed_, std::memory_order_relaxed);
-      work_cv_.notify_one();
-      return;
+      queue_room_.store(queue_.size() < options_.queue_limit, std::memory_order_relaxed);
+      // The writer lingers for company (run()); waking it for every event
+      // would cost a futex call and a context switch per event.
+      if (wake) {
+        writer_waiting_ = false;
+        work_cv_.notify_one();
+      }
+      return true;
     }
+  }
+  {
+    std::lock_guard lock(mu_);
     ++dropped_events_;
     ++drops_since_log_;
     const auto now = Clock::now();
-    if (now - last_drop_log_ >= kDropLogInterval) {
+    if (!queue_room_.load() && now - last_drop_log_ >= kDropLogInterval) {
       drops_to_log = drops_since_log_;
       drops_since_log_ = 0;
       last_drop_log_ = now;
@@ -152,15 +296,18 @@ void SqliteAuditStore::enqueue(Event&& event, CommitCallback&& done) {
         "not keeping up: check disk latency or raise the queue limit",
         options_.path, options_.queue_limit, drops_to_log);
   }
-  if (done) done(false);
+  return false;
 }
 
 void SqliteAuditStore::flush() {
   std::unique_lock lock(mu_);
   const std::uint64_t target = accepted_;
   ++flushing_;
+  writer_waiting_ = false;
   work_cv_.notify_one();  // no lingering for company (see run())
-  flushed_cv_.wait(lock, [&] { return processed_ >= target; });
+  // A failing disk keeps the batch for a retry; flush does not wait for
+  // the disk to recover.
+  flushed_cv_.wait(lock, [&] { return processed_ >= target || !healthy_.load(); });
   --flushing_;
 }
 
@@ -187,55 +334,74 @@ bool SqliteAuditStore::check_invariants() const {
 
 void SqliteAuditStore::run() {
   pthread_setname_np(pthread_self(), "egress-audit");
-  std::vector<Pending> batch;
+  std::vector<Pending> batch;  // kept while its commit fails
   batch.reserve(std::min<std::size_t>(options_.max_batch, 4096));
   std::unique_lock lock(mu_);
   for (;;) {
-    const auto has_work = [&] { return !queue_.empty() || stopping_; };
-    if (healthy_.load()) {
-      work_cv_.wait(lock, has_work);
-    } else if (!work_cv_.wait_for(lock, kProbeInterval, has_work)) {
-      // Unhealthy and idle: find out whether the disk has room again
-      // without waiting for traffic (a load balancer that stops sending
-      // it while /readyz says 503 would otherwise never see it recover).
-      lock.unlock();
-      probe();
-      lock.lock();
-      continue;
+    if (!batch.empty()) {
+      // The last commit failed: try the same events again soon (they are
+      // journaled and their sessions went on), at once when stopping.
+      work_cv_.wait_for(lock, kRetryInterval, [&] { return stopping_; });
+    } else {
+      const auto has_work = [&] { return !queue_.empty() || stopping_; };
+      writer_waiting_ = true;
+      if (healthy()) {
+        work_cv_.wait(lock, has_work);
+      } else if (!work_cv_.wait_for(lock, kProbeInterval, has_work)) {
+        // Unhealthy and idle: find out whether the disk has room again
+        // without waiting for traffic (a load balancer that stops sending
+        // it while /readyz says 503 would otherwise never see it recover).
+        writer_waiting_ = false;
+        lock.unlock();
+        probe();
+        lock.lock();
+        continue;
+      }
+      writer_waiting_ = false;
+      if (queue_.empty()) return;  // stopping, and everything is processed
+      // Events nobody waits on (all of them with Sync::Normal: the journal
+      // made them durable) linger up to kLingerForCompany for others: a
+      // transaction costs about ten page writes to the WAL however few rows
+      // it holds. A session waiting on its commit, a flush, a full batch or
+      // shutdown ends the wait at once.
+      if (waited_for_ == 0) {
+        work_cv_.wait_for(lock, kLingerForCompany, [&] {
+          return waited_for_ > 0 || flushing_ > 0 || stopping_ || queue_.size() >= options_.max_batch;
+        });
+      }
     }
-    if (queue_.empty()) return;  // stopping, and everything is processed
-    // Events nobody waits on (close events, refusals) linger up to
-    // kLingerForCompany for others: a transaction costs about ten page
-    // writes to the WAL however few rows it holds, and under load this
-    // halves the commits. A session waiting on its decision, a flush, a
-    // full batch or shutdown ends the wait at once.
-    if (waited_for_ == 0) {
-      work_cv_.wait_for(lock, kLingerForCompany, [&] {
-        return waited_for_ > 0 || flushing_ > 0 || stopping_ || queue_.size() >= options_.max_batch;
-      });
-    }
-    const std::size_t n = std::min(queue_.size(), options_.max_batch);
+    const std::size_t n = std::min(queue_.size(), options_.max_batch - batch.size());
     for (std::size_t i = 0; i < n; ++i) {
       if (queue_.front().done) --waited_for_;
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
-    in_flight_ = n;
+    in_flight_ = batch.size();
+    queue_room_.store(queue_.size() < options_.queue_limit, std::memory_order_relaxed);
+    const bool last_try = stopping_;
     lock.unlock();
 
-    process(batch);
-    batch.clear();
+    const bool committed = process(batch);
+    if (!committed && last_try) {
+      spdlog::error("audit: {}: stopping with {} event(s) not in the database; they stay in {} and the next "
+                    "start ingests them",
+                    options_.path, batch.size(), journal_dir_);
+      committed_everything_ = false;
+    }
 
     lock.lock();
-    in_flight_ = 0;
-    processed_ += n;
-    backlog_.store(accepted_ - processed_, std::memory_order_relaxed);
+    if (committed || last_try) {
+      processed_ += batch.size();
+      batch.clear();
+      in_flight_ = 0;
+      backlog_.store(accepted_ - processed_, std::memory_order_relaxed);
+    }
     assert(check_invariants());
     flushed_cv_.notify_all();
   }
 }
 
-void SqliteAuditStore::process(std::vector<Pending>& batch) {
+bool SqliteAuditStore::process(std::vector<Pending>& batch) {
   std::vector<std::string> lines;
   std::string error;
   const auto start = Clock::now();
@@ -247,6 +413,12 @@ void SqliteAuditStore::process(std::vector<Pending>& batch) {
     committed_events_ += batch.size();
     last_commit_ms_ = std::chrono::duration<double, std::milli>(now - start).count();
     mark_healthy();
+    // The batch holds a prefix of each journal (invariant 3): the last
+    // record of each journal in it is that journal's committed position.
+    std::map<Journal*, std::uint64_t> newest;
+    for (const Pending& p : batch)
+      if (p.journal) newest[p.journal] = p.seq;
+    for (const auto& [journal, seq] : newest) journal->committed(seq);
   } else {
     ++commit_failures_;
     ++failures_since_log_;
@@ -255,7 +427,7 @@ void SqliteAuditStore::process(std::vector<Pending>& batch) {
       spdlog::warn(
           "audit: {}: commit of {} event(s) failed: {}; {} failed batch(es) so far; the store "
           "is unhealthy and refuses new connections until a commit succeeds (check free disk "
-          "space and file permissions)",
+          "space and file permissions); the events stay journaled and are tried again",
           options_.path, batch.size(), error, failures_since_log_);
       last_failure_log_ = now;
     }
@@ -263,9 +435,12 @@ void SqliteAuditStore::process(std::vector<Pending>& batch) {
 
   // A throwing callback or stream must not kill the writer: every other
   // waiting session depends on it.
-  for (Pending& p : batch)
+  for (Pending& p : batch) {
     if (p.done) call_logging_throws("commit callback", [&] { p.done(ok); });
+    p.done = nullptr;
+  }
   for (const std::string& line : lines) call_logging_throws("event stream", [&] { options_.stream(line); });
+  return ok;
 }
 
 void SqliteAuditStore::mark_healthy() {
@@ -277,6 +452,14 @@ void SqliteAuditStore::mark_healthy() {
 }
 
 void SqliteAuditStore::probe() {
+  if (journal_refusing_.load()) {
+    struct statfs fs {};
+    if (::statfs(journal_dir_.c_str(), &fs) == 0 &&
+        static_cast<std::uint64_t>(fs.f_bavail) * static_cast<std::uint64_t>(fs.f_bsize) >= options_.min_free_bytes &&
+        journal_refusing_.exchange(false)) {
+      spdlog::info("audit: {}: the journal's filesystem has room again; healthy", options_.path);
+    }
+  }
   // A write transaction that changes nothing but still appends page 1 to
   // the WAL: it fails exactly when a commit of events would.
   const std::string sql = "BEGIN IMMEDIATE; PRAGMA user_version = " + std::to_string(schema_version_) + "; COMMIT";
@@ -321,7 +504,7 @@ bool SqliteAuditStore::commit(const std::vector<Pending>& batch, std::vector<std
   sqlite3_reset(head_stmt);
 
   for (const Pending& p : batch) {
-    const std::vector<Value> values = row_values(p.event);
+    const std::vector<Value>& values = p.values;
     std::string hash = chain_hash(head, values);
     for (std::size_t i = 0; i < values.size(); ++i) {
       if (bind(insert, static_cast<int>(i) + 1, values[i]) != SQLITE_OK) return fail("bind");

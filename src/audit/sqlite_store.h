@@ -1,34 +1,42 @@
-// SqliteAuditStore: the AuditStore over one SQLite file, with one writer
-// thread doing group commit (store.h describes the contract).
+// SqliteAuditStore: the AuditStore over one SQLite file, with a journal per
+// calling thread and one writer thread doing group commit (store.h
+// describes the contract, journal.h the journal).
 //
-// STATES of the store (healthy_):
+// STATES of the store (healthy()):
 //
-//   Healthy ──commit fails──> Unhealthy ──a later commit (or, when idle, a
-//                                          probe every second) succeeds──> Healthy
+//   Healthy ──commit fails, or a journal append fails──> Unhealthy
+//   Unhealthy ──the kept batch commits and the journals take appends
+//               (a probe every second finds room when idle)──> Healthy
 //
-//   There is no "stopped on error" state: every batch is a fresh attempt,
-//   so a store whose disk filled up heals as soon as a commit goes through.
-//   While Unhealthy the proxy refuses new connections (invariant 2).
+//   There is no "stopped on error" state: a failed batch is kept and tried
+//   again every kRetryInterval, so a store whose disk filled up heals as
+//   soon as a commit goes through. While Unhealthy new events are refused,
+//   so the proxy refuses new connections (invariant 2).
 //
 // INVARIANTS (check_invariants() asserts the countable ones, with mu_ held):
 //
 //   (1) An event is in exactly one place: queue_, the writer's batch
-//       (in_flight_), or processed (committed or failed), so
+//       (in_flight_, kept across failed commits), or processed (committed,
+//       or given up at shutdown and left in the journal), so
 //       queue_.size() + in_flight_ == accepted_ - processed_.
-//   (2) queue_.size() <= queue_limit. record() never blocks: beyond the
-//       limit it refuses (done(false), dropped_events, warn log).
-//   (3) Every accepted event's callback runs exactly once, on the writer
-//       thread, after its transaction has committed (true) or rolled back
-//       (false). A refused event's callback runs once, on the caller's.
-//   (4) A batch is all or nothing: one BEGIN IMMEDIATE ... COMMIT. On any
-//       error it is rolled back, so no row of a failed batch exists and the
-//       chain head (the newest stored row's hash) has not moved.
-//   (5) Rows are chained in id order: the writer reads the chain head inside
-//       the batch's write transaction, so even a second writer on the same
-//       file (not the intended use) cannot fork the chain.
-//   (6) Only the writer thread touches db_ and the statements after the
+//   (2) queue_.size() <= queue_limit. Nothing blocks on the writer: beyond
+//       the limit an event is refused (done(false), dropped_events, warn).
+//   (3) Every accepted event is in its thread's journal before it is
+//       queued, and events of one thread are queued in journal order, so
+//       the writer commits a prefix of each journal; a journal segment is
+//       deleted only once all its records are committed.
+//   (4) Every callback runs exactly once: on the writer thread after the
+//       event's first commit attempt (true/false), or on the caller's
+//       thread when the event is refused.
+//   (5) A batch is all or nothing: one BEGIN IMMEDIATE ... COMMIT. On any
+//       error it is rolled back, so the chain head has not moved.
+//   (6) Rows are chained in id order: the writer reads the chain head inside
+//       the batch's write transaction.
+//   (7) Only the writer thread touches db_ and the statements after the
 //       constructor returns; the thread start orders the hand-over.
-//   (7) The stream sees only committed rows, after their callbacks ran.
+//   (8) The stream sees only committed rows, after their callbacks ran.
+//   (9) One store per journal directory: the constructor holds its lock
+//       file, so no process ingests (and deletes) another's live journal.
 #pragma once
 
 #include <atomic>
@@ -38,12 +46,15 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <unordered_map>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "audit/checkpointer.h"
 #include "audit/database.h"
+#include "audit/journal.h"
 #include "egress/audit/store.h"
 
 namespace egress::audit {
@@ -58,24 +69,33 @@ class SqliteAuditStore final : public AuditStore {
   SqliteAuditStore& operator=(const SqliteAuditStore&) = delete;
 
   // AuditStore
+  bool record_durable(Event event) override;
   void record(Event event, CommitCallback done) override;
   void record(Event event) override;
+  bool waits_for_commit() const override { return options_.sync == StoreOptions::Sync::Full; }
   /// Must not be called from a CommitCallback or the stream (they run on the
   /// writer thread, which flush() waits for).
   void flush() override;
-  bool healthy() const override { return healthy_.load(); }
+  bool healthy() const override { return healthy_.load() && !journal_refusing_.load(); }
   std::size_t backlog() const override { return backlog_.load(std::memory_order_relaxed); }
   StoreStats stats() const override;
 
  private:
   struct Pending {
-    Event event;
-    CommitCallback done;  // may be empty
+    std::vector<Value> values;  // row_values(event)
+    CommitCallback done;        // may be empty
+    Journal* journal = nullptr;  // where it is journaled (nullptr: recovered)
+    std::uint64_t seq = 0;       // its position there
   };
 
-  void enqueue(Event&& event, CommitCallback&& done);
-  void run();  // the writer thread
-  void process(std::vector<Pending>& batch);
+  // Journals and queues; false (nothing recorded) if refused.
+  bool append(Event&& event, CommitCallback&& done);
+  Journal& this_threads_journal();
+  void note_journal_failure(const std::string& error);
+  void recover();  // constructor: ingests what earlier runs left in the journals
+  void run();      // the writer thread
+  // Commits `batch`; runs and clears the callbacks either way. True if committed.
+  bool process(std::vector<Pending>& batch);
   // One transaction for the whole batch. On success fills `lines` (when
   // streaming) and returns true; on failure rolls back, sets `error`.
   bool commit(const std::vector<Pending>& batch, std::vector<std::string>& lines,
@@ -85,6 +105,12 @@ class SqliteAuditStore final : public AuditStore {
   void probe();                   // writer thread: an empty write transaction; healthy if it commits
 
   const StoreOptions options_;
+  const std::string journal_dir_;
+  int journal_lock_ = -1;   // flock'ed for the store's life (invariant 9)
+  const std::uint64_t generation_;  // tells this store's journals from an earlier store's (thread_local cache)
+  std::string journal_prefix_;      // this run's segment names start with it
+  std::mutex journals_mu_;
+  std::unordered_map<std::thread::id, std::unique_ptr<Journal>> journals_;
   DbPtr db_;            // declared before the statements, so closed after them
   StmtPtr insert_;      // the one INSERT, reused for every row
   StmtPtr chain_head_;  // SELECT hash of the newest row
@@ -92,6 +118,7 @@ class SqliteAuditStore final : public AuditStore {
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;     // writer waits: queue_ non-empty or stopping_
+  bool writer_waiting_ = false;          // idle in work_cv_: the next event wakes it
   std::condition_variable flushed_cv_;  // flush() waits: processed_ advanced
   std::deque<Pending> queue_;
   std::size_t in_flight_ = 0;
@@ -109,6 +136,10 @@ class SqliteAuditStore final : public AuditStore {
   std::uint64_t failures_since_log_ = 0;
 
   std::atomic<bool> healthy_{true};
+  std::atomic<bool> journal_refusing_{false};
+  std::atomic<bool> queue_room_{true};  // queue_.size() < queue_limit, for a check without mu_
+  bool committed_everything_ = true;    // writer thread; read after it is joined
+  std::atomic<std::int64_t> last_journal_log_ns_{0};
   std::atomic<std::size_t> backlog_{0};  // accepted_ - processed_, for lock-free reads
   std::atomic<std::uint64_t> committed_events_{0};
   std::atomic<std::uint64_t> commits_{0};

@@ -53,10 +53,13 @@ std::string new_request_id() {
 
 namespace {
 
-/// Resumes on the calling coroutine's executor with true once `event` is
-/// durable, false when the store cannot write it.
+/// True once `event` is durable, false when the store cannot record it.
+/// With audit_sync: normal the session's own journal write makes it so, on
+/// this thread; with full, the fsynced commit does, and the coroutine
+/// resumes on its executor once the writer has run it.
 boost::asio::awaitable<bool> commit_event(audit::AuditStore& store, audit::Event event) {
   namespace asio = boost::asio;
+  if (!store.waits_for_commit()) co_return store.record_durable(std::move(event));
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(bool)>(
       [&store](auto handler, audit::Event event) {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));

@@ -4,12 +4,16 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "audit/chain.h"
+#include "audit/journal.h"
 #include "audit/row.h"
 #include "fakes.h"
 
@@ -282,7 +286,7 @@ TEST_CASE("a full queue refuses events at once with callback(false)", "[audit]")
   CHECK(store->stats().committed_events == 5);
 }
 
-TEST_CASE("a failed commit reports false and unhealthy, and the next success heals",
+TEST_CASE("a failed commit reports false and unhealthy, keeps the batch, and heals when it commits",
           "[audit]") {
   TempDir dir;
   const std::string path = dir.file("audit.db");
@@ -298,17 +302,20 @@ TEST_CASE("a failed commit reports false and unhealthy, and the next success hea
   store->record(decision_event("blocked"), [&](bool c) { first.set_value(c); });
   CHECK(first.get_future().get() == false);
   CHECK_FALSE(store->healthy());
-  CHECK(store->stats().commit_failures == 1);
+  CHECK(store->stats().commit_failures >= 1);
+  CHECK_FALSE(store->record_durable(decision_event("refused")));  // unhealthy: fail closed
 
   run_sql(other.get(), "ROLLBACK");
+  for (int i = 0; i < 100 && !store->healthy(); ++i) std::this_thread::sleep_for(20ms);  // the retry commits
+  REQUIRE(store->healthy());
   std::promise<bool> second;
   store->record(decision_event("after"), [&](bool c) { second.set_value(c); });
   CHECK(second.get_future().get() == true);
-  CHECK(store->healthy());
 
   const auto rows = read_rows(other.get());
-  REQUIRE(rows.size() == 2);  // the failed batch left nothing behind
-  CHECK(std::get<std::string>(rows[1].content[1]) == "after");
+  REQUIRE(rows.size() == 3);  // the journaled "blocked" is kept and committed; "refused" is nowhere
+  CHECK(std::get<std::string>(rows[1].content[1]) == "blocked");
+  CHECK(std::get<std::string>(rows[2].content[1]) == "after");
   CHECK(first_broken_link(rows) == 0);
 }
 
@@ -328,4 +335,113 @@ TEST_CASE("Sync::Full opens and commits like Normal", "[audit]") {
   for (int i = 0; i < 3; ++i) store->record(close_event("f" + std::to_string(i)));
   store->flush();
   CHECK(store->stats().commits == 3);
+}
+
+TEST_CASE("journal records round-trip, and decoding stops at a torn or corrupt record", "[audit]") {
+  const std::vector<Value> a = {std::string("2026-12-04T00:00:00.000000Z"), std::string("id-a"), std::monostate{},
+                                std::int64_t{-1}, std::int64_t{1} << 40, std::string("")};
+  const std::vector<Value> b = {std::string("x\0y", 3), std::string(70000, 'z')};
+  const std::string both = encode_record(a) + encode_record(b);
+  const std::size_t first = encode_record(a).size();
+  struct Case {
+    const char* name;
+    std::string bytes;
+    std::size_t records;
+    std::size_t good_bytes;
+  };
+  std::string flipped = both;
+  flipped[first + 20] ^= 0x40;  // a byte of b's payload
+  std::string bad_length = both;
+  bad_length[first] = '\xff';  // b claims more bytes than there are
+  auto c = GENERATE_COPY(values<Case>({
+      {"both whole", both, 2, both.size()},
+      {"nothing", "", 0, 0},
+      {"cut inside the second header", both.substr(0, first + 5), 1, first},
+      {"cut inside the second payload", both.substr(0, both.size() - 1), 1, first},
+      {"cut inside the first", both.substr(0, first - 1), 0, 0},
+      {"a flipped byte in the second", flipped, 1, first},
+      {"a length past the end", bad_length, 1, first},
+      {"garbage after the records", both + "\x01\x00", 2, both.size()},
+  }));
+  INFO(c.name);
+  std::size_t good = 12345;
+  const auto records = decode_records(c.bytes, &good);
+  REQUIRE(records.size() == c.records);
+  CHECK(good == c.good_bytes);
+  if (c.records >= 1) CHECK(records[0] == a);
+  if (c.records >= 2) CHECK(records[1] == b);
+}
+
+TEST_CASE("every event is journaled before it is queued, and a clean stop leaves no journal", "[audit]") {
+  TempDir dir;
+  const std::string path = dir.file("audit.db");
+  {
+    auto store = AuditStore::open(options_for(path));
+    CHECK(store->record_durable(decision_event("j1")));
+    store->record(close_event("j1"));
+    const auto files = journal_files(journal_directory(path));
+    REQUIRE(files.size() == 1);
+    std::ifstream in(files[0], std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto records = decode_records(bytes);
+    REQUIRE(records.size() == 2);
+    CHECK(records[0] == row_values(decision_event("j1")));
+  }
+  CHECK(journal_files(journal_directory(path)).empty());
+  CHECK(read_rows(open_reader(path).get()).size() == 2);
+}
+
+TEST_CASE("a start ingests what a crashed run's journals hold and the database does not, once", "[audit]") {
+  TempDir dir;
+  const std::string path = dir.file("audit.db");
+  {
+    auto store = AuditStore::open(options_for(path));
+    store->record(decision_event("stored"));
+    store->flush();
+  }
+  // What a run killed before its writer committed leaves: journal files
+  // with some events already stored, some not, and a torn tail.
+  const std::string journals = journal_directory(path);
+  {
+    std::ofstream out(journals + "/1-t1-0.journal", std::ios::binary);
+    out << encode_record(row_values(decision_event("stored"))) << encode_record(row_values(decision_event("lost")))
+        << encode_record(row_values(close_event("lost")));
+    const std::string torn = encode_record(row_values(close_event("torn")));
+    out << torn.substr(0, torn.size() / 2);
+  }
+  {
+    std::ofstream out(journals + "/1-t2-0.journal", std::ios::binary);
+    out << encode_record(row_values(decision_event("other-thread")));
+  }
+  {
+    auto store = AuditStore::open(options_for(path));
+    CHECK(journal_files(journals).empty());  // ingested, then removed
+  }
+  {
+    auto store = AuditStore::open(options_for(path));  // a second start finds nothing to ingest
+  }
+  const auto rows = read_rows(open_reader(path).get());
+  std::multiset<std::string> ids;
+  for (const auto& row : rows) ids.insert(std::get<std::string>(row.content[1]) + "/" +
+                                          std::get<std::string>(row.content[2]));
+  CHECK(ids == std::multiset<std::string>{"stored/decision", "lost/decision", "lost/close",
+                                          "other-thread/decision"});
+  CHECK(first_broken_link(rows) == 0);
+}
+
+TEST_CASE("a second store on the same database is refused", "[audit]") {
+  TempDir dir;
+  const std::string path = dir.file("audit.db");
+  auto store = AuditStore::open(options_for(path));
+  CHECK_THROWS_WITH(AuditStore::open(options_for(path)), Catch::Contains("another egress serve"));
+}
+
+TEST_CASE("below the free-space reserve the journal refuses events and the store is unhealthy", "[audit]") {
+  TempDir dir;
+  StoreOptions options = options_for(dir.file("audit.db"));
+  options.min_free_bytes = std::uint64_t{1} << 62;  // more than any disk has
+  auto store = AuditStore::open(options);
+  CHECK_FALSE(store->record_durable(decision_event("no-room")));
+  CHECK_FALSE(store->healthy());
+  CHECK(store->stats().dropped_events == 1);
 }

@@ -1,7 +1,9 @@
 """Invariant 2 under a crash: `egress serve` is SIGKILLed in the middle of a
-burst of 10,000 requests from parallel clients. Afterwards every request
-that reached the upstream (and every response a client got from it) has its
-decision event in the audit database, and `egress audit verify` passes."""
+burst of 10,000 requests from parallel clients. The killed run's journals
+hold what its writer had not committed yet; the next start ingests them.
+After that restart every request that reached the upstream (and every
+response a client got from it) has its decision event in the audit
+database, no event is there twice, and `egress audit verify` passes."""
 import http.client
 import os
 import queue
@@ -23,13 +25,13 @@ def run(workdir, results):
     upstream = Upstream()
     egress = Egress(workdir, POLICY, hosts={"allowed.test": "127.0.0.1"})
     try:
-        burst(egress, upstream, results)
+        burst(workdir, egress, upstream, results)
     finally:  # a failure before the kill must not leave serve running
         egress.stop()
         upstream.close()
 
 
-def burst(egress, upstream, results):
+def burst(workdir, egress, upstream, results):
     check = results.check
     host, port = egress.address.rsplit(":", 1)
     work = queue.Queue()
@@ -80,8 +82,22 @@ def burst(egress, upstream, results):
     print("burst: %d responses from upstream (%d requests reached it) in %.1f s, then SIGKILL"
           % (len(answered), len(upstream.seen), elapsed))
 
+    journals = os.path.join(os.path.realpath(egress.db) + "-journals")
+    left = [f for f in os.listdir(journals) if f.endswith(".journal")]
+    check("the killed run left its journals", left, str(os.listdir(journals)))
+    restarted = Egress(workdir, POLICY, hosts={"allowed.test": "127.0.0.1"})
+    restarted.stop()
+    log = restarted.log_text()
+    check("the restart ingested the journals and removed them",
+          "ingested" in log and not [f for f in os.listdir(journals) if f.endswith(".journal")], log[-600:])
+    print([line for line in log.splitlines() if "ingested" in line][:1])
+
     reached = {r["path"] for r in upstream.seen}
-    decided = {e["path"]: e["request_id"] for e in egress.events("event = 'decision'")}
+    events = egress.events()
+    keys = [(e["request_id"], e["event"]) for e in events]
+    check("no event is in the database twice", len(keys) == len(set(keys)),
+          "%d events, %d distinct" % (len(keys), len(set(keys))))
+    decided = {e["path"]: e["request_id"] for e in events if e["event"] == "decision"}
     missing_answered = [p for p in answered if p not in decided]
     check("every response from upstream has its decision event", not missing_answered,
           "%d of %d missing, e.g. %s" % (len(missing_answered), len(answered), missing_answered[:5]))

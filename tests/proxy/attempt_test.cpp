@@ -287,32 +287,38 @@ TEST_CASE("The JSON log line is the body of one valid JSON object", "[proxy]") {
 TEST_CASE("An attempt records one decision and one close, whatever way it goes", "[proxy]") {
   // Each step is what a session does; the rows are what the audit log gets.
   enum class Step { Allow, Deny, Refuse, Commit, Fail, Finish };
+  // Works; Refuses: audit_sync normal, the journal refuses the event (it is
+  // recorded nowhere); CommitFails: audit_sync full, the fsynced commit fails.
+  enum class Audit { Works, Refuses, CommitFails };
   struct Case {
     const char* name;
     std::vector<Step> steps;
-    bool commits_fail;
+    Audit audit;
     std::vector<std::string> decisions;  // decision column of the decision rows, in order
     std::string close_reason;           // the reason a worker is shown at the close
     bool committed;                     // what commit() returned, when it ran
   };
   auto c = GENERATE(values<Case>({
-      {"allowed and forwarded", {Step::Allow, Step::Commit, Step::Finish}, false, {"allow"}, "allow-rule", true},
-      {"denied by policy", {Step::Deny, Step::Finish}, false, {"deny"}, "not-allowed", false},
-      {"refused before deciding", {Step::Refuse, Step::Finish}, false, {"deny"}, "bad-request", false},
-      {"allowed, then a missing secret", {Step::Allow, Step::Refuse, Step::Finish}, false, {"deny"}, "bad-request",
+      {"allowed and forwarded", {Step::Allow, Step::Commit, Step::Finish}, Audit::Works, {"allow"}, "allow-rule", true},
+      {"denied by policy", {Step::Deny, Step::Finish}, Audit::Works, {"deny"}, "not-allowed", false},
+      {"refused before deciding", {Step::Refuse, Step::Finish}, Audit::Works, {"deny"}, "bad-request", false},
+      {"allowed, then a missing secret", {Step::Allow, Step::Refuse, Step::Finish}, Audit::Works, {"deny"}, "bad-request",
        false},
-      {"allowed, upstream fails", {Step::Allow, Step::Commit, Step::Fail, Step::Finish}, false, {"allow"},
+      {"allowed, upstream fails", {Step::Allow, Step::Commit, Step::Fail, Step::Finish}, Audit::Works, {"allow"},
        "upstream-unreachable", true},
-      {"allowed, the audit log cannot commit", {Step::Allow, Step::Commit, Step::Finish}, true, {"allow"},
+      {"allowed, the journal refuses the decision", {Step::Allow, Step::Commit, Step::Finish}, Audit::Refuses, {},
        "audit-unavailable", false},
-      {"allowed, the worker left before the commit", {Step::Allow, Step::Finish}, false, {"allow"}, "allow-rule",
+      {"allowed, the audit log cannot commit", {Step::Allow, Step::Commit, Step::Finish}, Audit::CommitFails,
+       {"allow"}, "audit-unavailable", false},
+      {"allowed, the worker left before the commit", {Step::Allow, Step::Finish}, Audit::Works, {"allow"}, "allow-rule",
        false},
-      {"allowed, then the SNI check denies", {Step::Allow, Step::Deny, Step::Finish}, false, {"deny"},
+      {"allowed, then the SNI check denies", {Step::Allow, Step::Deny, Step::Finish}, Audit::Works, {"deny"},
        "not-allowed", false},
   }));
   INFO(c.name);
   testing::RecordingStore audit;
-  audit.fail_commits = c.commits_fail;
+  audit.fail_commits = c.audit != Audit::Works;
+  audit.full_sync = c.audit == Audit::CommitFails;
   auto attempt = make_attempt("10.0.0.1:1", policy::Mode::SelfHosted, "", audit);
   bool committed = false;
   for (const auto step : c.steps) {
@@ -331,7 +337,7 @@ TEST_CASE("An attempt records one decision and one close, whatever way it goes",
   }
   CHECK(decisions == c.decisions);
   CHECK(audit.count(audit::EventType::Close) == 1);
-  REQUIRE(audit.events.size() == 2);
+  REQUIRE(audit.events.size() == c.decisions.size() + 1);
   CHECK(audit.events.back().event == audit::EventType::Close);  // the decision always comes first
   CHECK(audit.events.front().request_id == audit.events.back().request_id);
   CHECK(policy::to_string(attempt.refusal_reason()) == c.close_reason);

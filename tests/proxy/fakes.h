@@ -60,13 +60,20 @@ class FakeResolver final : public dns::Resolver {
 class RecordingStore final : public audit::AuditStore {
  public:
   bool fail_commits = false;
+  bool full_sync = false;  // waits_for_commit(): decisions go through record(event, done)
   std::vector<audit::Event> events;
 
+  bool record_durable(audit::Event event) override {
+    if (fail_commits) return false;  // refused: recorded nowhere, like the real store
+    events.push_back(std::move(event));
+    return true;
+  }
   void record(audit::Event event, audit::CommitCallback done) override {
     events.push_back(std::move(event));
     done(!fail_commits);
   }
   void record(audit::Event event) override { events.push_back(std::move(event)); }
+  bool waits_for_commit() const override { return full_sync; }
   void flush() override {}
   bool healthy() const override { return !fail_commits; }
   std::size_t backlog() const override { return 0; }

@@ -1,18 +1,23 @@
 // The audit store: an append-only SQLite database (WAL) with one writer
-// thread. Sessions hand it events; the writer commits them in batches (group
-// commit: every event queued while one transaction runs goes into the next)
-// and then tells each waiting session whether its event is durable.
+// thread, and a journal per calling thread (src/audit/journal.h). Every
+// event is first appended to the caller's journal with one write(2), then
+// queued; the writer commits the queue in batches (group commit: every
+// event queued while one transaction runs goes into the next).
 //
-// Invariant 2 ("no unlogged egress") rests on record(event, done): the proxy
-// sends nothing upstream until `done(true)` has run. When a commit fails
-// (disk full, file unwritable) the store reports unhealthy, every waiting
-// `done` gets false, and the proxy refuses new connections (fail closed).
-// The next batch tries again, so the store heals by itself when the disk
-// has room again.
+// Invariant 2 ("no unlogged egress") rests on record_durable(): the proxy
+// sends nothing upstream until it has returned true (Sync::Normal), or until
+// record(event, done) has run `done(true)` after the fsynced commit
+// (Sync::Full, waits_for_commit()). When the journal cannot be written
+// (disk full, less than the reserve free) or a commit fails, the store
+// reports unhealthy and refuses new events (fail closed); a failed batch is
+// kept and tried again, so nothing journaled is lost and the store heals by
+// itself when the disk has room again. A start after a crash ingests what
+// the journals hold that the database does not.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -43,6 +48,9 @@ struct StoreOptions {
   enum class Sync { Normal, Full };
 
   std::string path;                  // SQLite file; created with the schema if missing
+  /// New events are refused while the filesystem of the journal (beside
+  /// the database) has less than this free: room to ingest what is journaled.
+  std::uint64_t min_free_bytes = 1 << 20;
   std::size_t max_batch = 4096;      // events per transaction at most (>= 1)
   std::size_t queue_limit = 262144;  // queued events at most (>= 1); beyond: refused, counted
   Sync sync = Sync::Normal;
@@ -65,7 +73,7 @@ struct StoreStats {
   std::uint64_t committed_events = 0;
   std::uint64_t commits = 0;
   std::uint64_t commit_failures = 0;
-  std::uint64_t dropped_events = 0;  // refused because the queue was full
+  std::uint64_t dropped_events = 0;  // refused: queue full, store unhealthy or journal unwritable
   double last_commit_ms = 0;
 };
 
@@ -78,18 +86,30 @@ class AuditStore {
 
   virtual ~AuditStore() = default;  // flushes, then stops the writer
 
-  /// Queues `event`; `done` runs after it is committed or failed. An
-  /// unhealthy store still tries (each attempt is the probe that heals it);
-  /// if the queue is full, `done(false)` runs at once on the caller's thread.
+  /// Journals and queues `event`. True: it survives a crash of egress from
+  /// now on (the journal holds it). False: it is not recorded at all (the
+  /// store is unhealthy, the journal cannot be written, or the queue is
+  /// full). Never blocks on the writer.
+  virtual bool record_durable(Event event) = 0;
+
+  /// Like record_durable(), then `done` runs (on the writer thread) once
+  /// the event's transaction has committed (true) or failed (false); when
+  /// the event is refused, `done(false)` runs at once on the caller's thread.
   virtual void record(Event event, CommitCallback done) = 0;
 
-  /// Queues `event` without waiting (close events). Never blocks.
+  /// record_durable() for events nobody waits on (close events, refusals).
   virtual void record(Event event) = 0;
+
+  /// True with Sync::Full: a decision is durable (power loss included)
+  /// only once its fsynced commit has run, so the proxy waits for `done`.
+  virtual bool waits_for_commit() const = 0;
 
   /// Blocks until every event queued so far is committed or failed.
   virtual void flush() = 0;
 
-  /// False after a failed commit until a commit succeeds again.
+  /// False after a failed commit until a commit succeeds again, and while
+  /// the journal refuses appends (until one succeeds or the writer's probe
+  /// finds room again).
   virtual bool healthy() const = 0;
   /// Events queued or being written, not yet committed. Cheap (an atomic):
   /// sessions read it between requests to slow down while the writer
