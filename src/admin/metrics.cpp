@@ -358,7 +358,7 @@ Readiness Metrics::readiness() const {
   if (!audit) {
     add("no audit store");
   } else if (!audit->healthy) {
-    add("the audit store cannot commit");
+    add("the audit store cannot record events (see the log: disk full or unwritable)");
   }
   // Replication trouble alone keeps serve ready (events wait locally),
   // unless the operator bounded the backlog.

@@ -238,6 +238,10 @@ void SqliteAuditStore::record(Event event) { append(std::move(event), nullptr); 
 
 void SqliteAuditStore::note_journal_failure(const std::string& error) {
   const bool was_refusing = journal_refusing_.exchange(true);
+  if (!was_refusing) {
+    { std::lock_guard lock(mu_); }  // the writer is waiting or sees the flag
+    work_cv_.notify_all();
+  }
   const std::int64_t now = steady_ns();
   std::int64_t last = last_journal_log_ns_.load(std::memory_order_relaxed);
   const auto interval = std::chrono::duration_cast<std::chrono::nanoseconds>(kFailureLogInterval).count();
@@ -346,7 +350,9 @@ void SqliteAuditStore::run() {
       const auto has_work = [&] { return !queue_.empty() || stopping_; };
       writer_waiting_ = true;
       if (healthy()) {
-        work_cv_.wait(lock, has_work);
+        // A journal that starts refusing wakes the writer, to probe.
+        work_cv_.wait(lock, [&] { return has_work() || !healthy(); });
+        if (!has_work()) continue;
       } else if (!work_cv_.wait_for(lock, kProbeInterval, has_work)) {
         // Unhealthy and idle: find out whether the disk has room again
         // without waiting for traffic (a load balancer that stops sending

@@ -222,7 +222,7 @@ TEST_CASE("readiness: policy loaded, audit healthy, DNS answering") {
 
   healthy = false;
   CHECK_FALSE(metrics.readiness().ready);
-  CHECK(metrics.readiness().text == "not ready: the audit store cannot commit");
+  CHECK(metrics.readiness().text == "not ready: the audit store cannot record events (see the log: disk full or unwritable)");
   healthy = true;
 
   dns::Resolution answer;

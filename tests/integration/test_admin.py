@@ -156,7 +156,7 @@ def check_audit_readiness(check, egress, admin, plain, mnt):
         check("disk full: /healthz stays 200 (the process is up)", status == 200, str(status))
         values = samples(get(admin, "/metrics")[1])
         check("disk full: metrics show the failure",
-              values.get("egress_audit_healthy") == 0 and values.get("egress_audit_commit_failures_total", 0) >= 1
+              values.get("egress_audit_healthy") == 0 and values.get("egress_audit_dropped_events_total", 0) >= 1
               and values.get('egress_proxy_failures_total{reason="audit-unavailable"}') == 1, str(values))
     finally:
         os.remove(filler)
