@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-15}
-targets=(normalize request_head client_hello policy_loader)
+targets=(normalize request_head client_hello policy_loader journal_record)
 build=build-fuzz
 jobs=${EGRESS_FUZZ_BUILD_JOBS:-$(nproc)}
 
