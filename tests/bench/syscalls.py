@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""System calls egress makes per request, counted by `strace -c -f`
+"""System calls egress makes per request, counted by `strace -f`
 attached to a running egress (all its threads, the audit writer among
-them), for each binary given:
+them) and split by thread: the proxy threads (egress-wN, the calls a
+request waits for), the audit writer (egress-audit) and the rest, for each
+binary given:
 
   keepalive   one kept-alive connection, N absolute-form GETs through it
               (curl with N URLs), nginx upstream on loopback
@@ -28,14 +30,28 @@ import time
 from loopback import free_port, start_egress, start_nginx, stop
 
 
-def parse_strace(text):
-    """{syscall: calls} from strace -c's table."""
+def parse_strace(text, names):
+    """{thread kind: {syscall: calls}} from `strace -f` output, a line per
+    call that starts with the thread id; `names` maps thread ids to their
+    names (egress-w0, egress-audit, ...), which group into kinds."""
     calls = {}
     for line in text.splitlines():
-        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
-        if m and m.group(2) != "total":
-            calls[m.group(2)] = int(m.group(1))
+        m = re.match(r"(\d+)\s+(\w+)\(", line)  # "<... x resumed>" lines are the same call
+        if not m:
+            continue
+        name = names.get(m.group(1), "other")
+        kind = "proxy" if name.startswith("egress-w") else "audit" if name == "egress-audit" else "other"
+        per_kind = calls.setdefault(kind, {})
+        per_kind[m.group(2)] = per_kind.get(m.group(2), 0) + 1
     return calls
+
+
+def thread_names(pid):
+    names = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            names[tid] = f.read().strip()
+    return names
 
 
 def count(binary, work, scenario, ports, requests):
@@ -46,7 +62,8 @@ def count(binary, work, scenario, ports, requests):
         subprocess.run(["curl", "-s", "-o", "/dev/null", "-x", proxy, "http://allowed.test:%d/" % ports["http"]],
                        check=True, timeout=10)
         summary = os.path.join(work, "strace-%d.txt" % port)
-        tracer = subprocess.Popen(["strace", "-c", "-f", "-o", summary, "-p", str(egress.pid)],
+        names = thread_names(egress.pid)
+        tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", summary, "-p", str(egress.pid)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # attached to every thread
         if scenario == "keepalive":
@@ -59,7 +76,7 @@ def count(binary, work, scenario, ports, requests):
         time.sleep(0.5)  # the last close events committed
         stop(tracer, signal.SIGINT)
         with open(summary) as f:
-            return parse_strace(f.read())
+            return parse_strace(f.read(), names)
     finally:
         stop(egress)
 
@@ -78,12 +95,14 @@ def main():
     try:
         for scenario in ("keepalive", "tunnel"):
             for binary in options.egress:
-                calls = count(os.path.abspath(binary), work, scenario, ports, options.requests)
-                total = sum(calls.values())
-                top = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
-                print("%-9s %-32s %6.1f syscalls per request: %s" % (
-                    scenario, binary, total / options.requests,
-                    ", ".join("%s %.1f" % (name, n / options.requests) for name, n in top)))
+                kinds = count(os.path.abspath(binary), work, scenario, ports, options.requests)
+                total = sum(sum(calls.values()) for calls in kinds.values())
+                print("%-9s %-32s %6.1f syscalls per request" % (scenario, binary, total / options.requests))
+                for kind in ("proxy", "audit", "other"):
+                    calls = kinds.get(kind, {})
+                    top = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
+                    print("    %-6s threads %6.1f: %s" % (kind, sum(calls.values()) / options.requests,
+                          ", ".join("%s %.1f" % (name, n / options.requests) for name, n in top)))
     finally:
         stop(nginx, signal.SIGQUIT)
         shutil.rmtree(work, ignore_errors=True)
