@@ -3,7 +3,11 @@ burst of 10,000 requests from parallel clients. The killed run's journals
 hold what its writer had not committed yet; the next start ingests them.
 After that restart every request that reached the upstream (and every
 response a client got from it) has its decision event in the audit
-database, no event is there twice, and `egress audit verify` passes."""
+database, no event is there twice, and `egress audit verify` passes.
+
+With `audit_sync: full` the same burst runs again: there every answered
+request's decision is in the database itself before the restart, since a
+session waits for the fsynced commit before it connects."""
 import http.client
 import os
 import queue
@@ -22,17 +26,22 @@ KILL_AFTER = 5000  # responses from upstream before the SIGKILL: mid-burst
 
 
 def run(workdir, results):
-    upstream = Upstream()
-    egress = Egress(workdir, POLICY, hosts={"allowed.test": "127.0.0.1"})
-    try:
-        burst(workdir, egress, upstream, results)
-    finally:  # a failure before the kill must not leave serve running
-        egress.stop()
-        upstream.close()
+    for sync in ("normal", "full"):
+        home = os.path.join(workdir, sync)
+        os.makedirs(home)
+        upstream = Upstream()
+        config = "audit_sync: %s\n" % sync
+        egress = Egress(home, POLICY, hosts={"allowed.test": "127.0.0.1"}, extra_config=config)
+        try:
+            burst(home, config, egress, upstream, results, sync)
+        finally:  # a failure before the kill must not leave serve running
+            egress.stop()
+            upstream.close()
 
 
-def burst(workdir, egress, upstream, results):
-    check = results.check
+def burst(workdir, config, egress, upstream, results, sync):
+    def check(what, ok, detail=""):
+        results.check("audit_sync %s: %s" % (sync, what), ok, detail)
     host, port = egress.address.rsplit(":", 1)
     work = queue.Queue()
     for i in range(TOTAL):
@@ -79,13 +88,19 @@ def burst(workdir, egress, upstream, results):
     egress.proc.wait(timeout=10)
     check("serve was SIGKILLed mid-burst", killed.is_set() and egress.proc.returncode == -signal.SIGKILL,
           "returncode %s, %d answered" % (egress.proc.returncode, len(answered)))
-    print("burst: %d responses from upstream (%d requests reached it) in %.1f s, then SIGKILL"
-          % (len(answered), len(upstream.seen), elapsed))
+    print("audit_sync %s burst: %d responses from upstream (%d requests reached it) in %.1f s, then SIGKILL"
+          % (sync, len(answered), len(upstream.seen), elapsed))
 
+    if sync == "full":
+        answered_ids = set(answered.values())
+        in_db = {e["request_id"] for e in egress.events("event = 'decision'")}
+        missing = answered_ids - in_db
+        check("before the restart, every answered request's decision is in the database", not missing,
+              "%d of %d missing" % (len(missing), len(answered_ids)))
     journals = os.path.join(os.path.realpath(egress.db) + "-journals")
     left = [f for f in os.listdir(journals) if f.endswith(".journal")]
     check("the killed run left its journals", left, str(os.listdir(journals)))
-    restarted = Egress(workdir, POLICY, hosts={"allowed.test": "127.0.0.1"})
+    restarted = Egress(workdir, POLICY, hosts={"allowed.test": "127.0.0.1"}, extra_config=config)
     restarted.stop()
     log = restarted.log_text()
     check("the restart ingested the journals and removed them",
