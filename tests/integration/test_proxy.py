@@ -215,13 +215,16 @@ def run(workdir, results):
     status, _, body, _ = curl(production.proxy, "http://allowed.test:%d/prod" % up)
     check("production: internal still allowed", status == 200 and "/prod" in body, body)
 
-    # -- SIGKILL right after an answer: the decision row is already on disk. --
+    # -- SIGKILL right after an answer: the decision is already on disk, in
+    # the journal if the writer had not committed it; the next start
+    # ingests it. --
     status, head, _, _ = curl(production.proxy, "http://allowed.test:%d/kill" % up)
     rid = header(head, "X-Egress-Request-Id")
     production.proc.send_signal(signal.SIGKILL)
     production.proc.wait()
+    Egress(workdir, POLICY, hosts={n: "127.0.0.1" for n in NAMES}, extra_args=["--mode", "production"]).stop()
     rows = production.events("request_id = ? AND event = 'decision'", (rid,))
-    check("after SIGKILL the answered request's decision is in the database",
+    check("after SIGKILL and a restart the answered request's decision is in the database, once",
           status == 200 and len(rows) == 1 and rows[0]["decision"] == "allow", str(rows))
 
     # -- Start-up errors exit 2 and say where. --
