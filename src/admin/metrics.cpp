@@ -97,6 +97,10 @@ void append_help(std::string& out, std::string_view help) {
 
 std::uint64_t load(const std::atomic<std::uint64_t>& counter) { return counter.load(std::memory_order_relaxed); }
 
+std::size_t upstream_index(Metrics::UpstreamKind kind, Metrics::UpstreamSource source) {
+  return static_cast<std::size_t>(kind) * 2 + static_cast<std::size_t>(source);
+}
+
 }  // namespace
 
 ProbeGuard& ProbeGuard::operator=(ProbeGuard&& other) noexcept {
@@ -158,8 +162,8 @@ void Metrics::count_tls_handshake_failure(TlsStage stage) {
   tls_failures_[static_cast<std::size_t>(stage)].fetch_add(1, std::memory_order_relaxed);
 }
 
-void Metrics::count_upstream_tls(bool reused) {
-  (reused ? upstream_tls_reused_ : upstream_tls_new_).fetch_add(1, std::memory_order_relaxed);
+void Metrics::count_upstream(UpstreamKind kind, UpstreamSource source) {
+  upstream_connections_[upstream_index(kind, source)].fetch_add(1, std::memory_order_relaxed);
 }
 
 void Metrics::count_lookup(const dns::Resolution& resolution, std::chrono::nanoseconds took) {
@@ -333,10 +337,14 @@ void Metrics::write_family(std::string& out, const MetricInfo& info, const Serve
       sample(out, name, {"stage", "client"}, load(tls_failures_[static_cast<std::size_t>(TlsStage::Client)]));
       sample(out, name, {"stage", "upstream"}, load(tls_failures_[static_cast<std::size_t>(TlsStage::Upstream)]));
       break;
-    case MetricId::TlsUpstreamConnections:
-      sample(out, name, {"reused", "no"}, load(upstream_tls_new_));
-      sample(out, name, {"reused", "yes"}, load(upstream_tls_reused_));
+    case MetricId::HttpUpstreamConnections:
+    case MetricId::TlsUpstreamConnections: {
+      const auto kind = info.id == MetricId::HttpUpstreamConnections ? UpstreamKind::Http : UpstreamKind::Tls;
+      sample(out, name, {"reused", "no"}, load(upstream_connections_[upstream_index(kind, UpstreamSource::New)]));
+      sample(out, name, {"reused", "yes"},
+             load(upstream_connections_[upstream_index(kind, UpstreamSource::Pooled)]));
       break;
+    }
     case MetricId::PolicyLoaded:
       sample(out, name, {}, std::uint64_t{serve && serve->policy_loaded ? 1u : 0u});
       break;

@@ -139,7 +139,7 @@ class Inspector {
       note_upstream_failure(ec);
     } else {
       reusable_ = true;
-      args_.worker.metrics.count_upstream_tls(false);
+      args_.worker.metrics.count_upstream(admin::Metrics::UpstreamKind::Tls, admin::Metrics::UpstreamSource::New);
     }
     co_return ec;
   }
@@ -150,7 +150,7 @@ class Inspector {
   asio::awaitable<bool> handshake(Attempt::Outcome& outcome) {
     beast::error_code client_ec;
     if (reused_) {
-      args_.worker.metrics.count_upstream_tls(true);
+      args_.worker.metrics.count_upstream(admin::Metrics::UpstreamKind::Tls, admin::Metrics::UpstreamSource::Pooled);
       reusable_ = true;
       client_ec = co_await client_handshake();
     } else {

@@ -34,7 +34,6 @@
 // sees why instead of a bare reset.
 #pragma once
 
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -61,7 +60,7 @@ struct InspectedTunnel {
   /// tunnel, or else `fresh`, TCP connected to a checked address with
   /// nothing sent yet, handed over to inspection.
   UpstreamTlsPtr pooled;
-  std::optional<UpstreamTcp> fresh;
+  UpstreamTcpPtr fresh;
   /// The CONNECT's checked addresses: a new connection, should the pooled
   /// one turn out closed, goes to one of these (invariant 3).
   std::span<const boost::asio::ip::tcp::endpoint> endpoints;

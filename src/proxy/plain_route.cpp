@@ -1,6 +1,6 @@
+// Plain HTTP forwarding's route, and the pooled upstream connections it
+// lends to each exchange. See plain_route.h.
 #include "proxy/plain_route.h"
-
-#include <algorithm>
 
 #include "proxy/http_rules.h"
 #include "proxy/identity.h"
@@ -32,18 +32,40 @@ asio::awaitable<Evaluation> PlainRoute::decide(const policy::Policy& policy, Att
   co_return evaluation;
 }
 
-asio::awaitable<UpstreamTcp*> PlainRoute::connect(Attempt& attempt, const RequestTarget& target,
-                                                  std::span<const asio::ip::tcp::endpoint> endpoints) {
+using UpstreamKind = admin::Metrics::UpstreamKind;
+using UpstreamSource = admin::Metrics::UpstreamSource;
+
+void PlainRoute::aim(const RequestTarget& target, std::span<const asio::ip::tcp::endpoint> endpoints) {
+  upstream_.reset();
+  reused_ = false;
   endpoints_.assign(endpoints.begin(), endpoints.end());
   key_ = authority_of(target.target, 0);
-  reused_ = upstream_ && upstream_->key() == key_ && still_open(upstream_->tcp().socket()) &&
-            std::find(endpoints_.begin(), endpoints_.end(), upstream_->endpoint()) != endpoints_.end();
-  if (!reused_) co_return co_await reconnect(attempt);
+}
+
+asio::awaitable<UpstreamTcp*> PlainRoute::connect(Attempt& attempt, const RequestTarget& target,
+                                                  std::span<const asio::ip::tcp::endpoint> endpoints) {
+  aim(target, endpoints);
+  upstream_ = worker_.upstream_tcp.take(key_, endpoints_, worker_.now());
+  if (!upstream_) co_return co_await reconnect(attempt);
+  reused_ = true;
+  worker_.metrics.count_upstream(UpstreamKind::Http, UpstreamSource::Pooled);
   attempt.set_upstream(endpoint_text(upstream_->endpoint()));
-  co_return &*upstream_;
+  co_return upstream_.get();
 }
 
 asio::awaitable<UpstreamTcp*> PlainRoute::reconnect(Attempt& attempt) {
+  auto* opened = co_await open(attempt);
+  if (opened) worker_.metrics.count_upstream(UpstreamKind::Http, UpstreamSource::New);
+  co_return opened;
+}
+
+asio::awaitable<UpstreamTcp*> PlainRoute::connect_tunnel(Attempt& attempt, const RequestTarget& target,
+                                                         std::span<const asio::ip::tcp::endpoint> endpoints) {
+  aim(target, endpoints);
+  co_return co_await open(attempt);
+}
+
+asio::awaitable<UpstreamTcp*> PlainRoute::open(Attempt& attempt) {
   upstream_.reset();
   reused_ = false;
   auto connected = co_await connect_checked(endpoints_, worker_.shared.config.limits.connect_timeout);
@@ -51,9 +73,9 @@ asio::awaitable<UpstreamTcp*> PlainRoute::reconnect(Attempt& attempt) {
     attempt.fail(connected.reason(), connected.failure(key_));
     co_return nullptr;
   }
-  upstream_.emplace(std::move(connected.stream), key_, connected.endpoint);
+  upstream_ = std::make_unique<UpstreamTcp>(std::move(connected.stream), key_, connected.endpoint);
   attempt.set_upstream(endpoint_text(upstream_->endpoint()));
-  co_return &*upstream_;
+  co_return upstream_.get();
 }
 
 void PlainRoute::done(bool reusable, bool reset) {
@@ -61,9 +83,9 @@ void PlainRoute::done(bool reusable, bool reset) {
   if (reset) reset_connection(upstream_->tcp());
   if (reusable) {
     release_room(upstream_->buffer());
-  } else {
-    upstream_.reset();
+    worker_.upstream_tcp.put(std::move(upstream_), worker_.now());
   }
+  upstream_.reset();
 }
 
 void PlainRoute::abort() {

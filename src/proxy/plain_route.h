@@ -1,12 +1,13 @@
 // Plain HTTP forwarding's side of the exchange (exchange.h): absolute-form
 // targets, the worker's role from its Proxy-Authorization or source, a
 // decision that resolves and checks the addresses, and the upstream TCP
-// connection, kept alive between a connection's requests to the same
-// host:port at a still-checked address. The session's CONNECT uses the
-// same identify, decide and connect.
+// connection. That connection is lent by the thread's pool of idle ones
+// (upstream_pool.h: same host:port, a still-checked address, still open,
+// young) for one exchange and given back after a complete response, so
+// the worker connections of one thread share them. The session's CONNECT
+// uses the same identify and decide, and a connection of its own.
 #pragma once
 
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,27 +50,39 @@ class PlainRoute {
   /// Decides on the attempt (resolving and checking the addresses).
   boost::asio::awaitable<Evaluation> decide(const policy::Policy& policy, Attempt& attempt,
                                             const RequestTarget& target, std::string_view method);
-  /// The kept-alive connection when it goes to the same host:port at one
-  /// of `endpoints` and is still open, else a new one to `endpoints`; null
-  /// after attempt.fail() (upstream-unreachable or -timeout).
+  /// An idle connection from the thread's pool when one goes to the same
+  /// host:port at one of `endpoints` and is still open, else a new one to
+  /// `endpoints`; null after attempt.fail() (upstream-unreachable or
+  /// -timeout). The attempt records the address of the one it gets.
   boost::asio::awaitable<UpstreamTcp*> connect(Attempt& attempt, const RequestTarget& target,
                                                std::span<const boost::asio::ip::tcp::endpoint> endpoints);
   /// A new connection to the last connect()'s endpoints.
   boost::asio::awaitable<UpstreamTcp*> reconnect(Attempt& attempt);
   bool reused() const { return reused_; }
-  /// The exchange is over: keep the connection for the next request only
-  /// when `reusable`; `reset` closes it with a reset (a cut-off body).
+  /// The exchange is over: the connection goes back to the thread's pool
+  /// only when `reusable`; `reset` closes it with a reset (a cut-off body).
   void done(bool reusable, bool reset);
 
+  /// A new connection for a CONNECT tunnel, never a pooled one (the tunnel
+  /// carries bytes egress does not frame, so its connection is never given
+  /// back either); null after attempt.fail().
+  boost::asio::awaitable<UpstreamTcp*> connect_tunnel(Attempt& attempt, const RequestTarget& target,
+                                                      std::span<const boost::asio::ip::tcp::endpoint> endpoints);
   /// Hands the connection over (to a CONNECT tunnel or its inspection).
-  std::optional<UpstreamTcp> take() { return std::exchange(upstream_, std::nullopt); }
+  UpstreamTcpPtr take() { return std::exchange(upstream_, nullptr); }
   /// Closes the connection now (shutdown after the grace period).
   void abort();
 
  private:
+  /// Drops a connection not given back (it is not known to be idle) and
+  /// notes where the next one must go.
+  void aim(const RequestTarget& target, std::span<const boost::asio::ip::tcp::endpoint> endpoints);
+  /// A new connection to endpoints_, not counted in the metrics.
+  boost::asio::awaitable<UpstreamTcp*> open(Attempt& attempt);
+
   Worker& worker_;
   const policy::IpAddress& client_ip_;
-  std::optional<UpstreamTcp> upstream_;
+  UpstreamTcpPtr upstream_;  // lent to the current exchange, or a tunnel's
   std::vector<boost::asio::ip::tcp::endpoint> endpoints_;  // the last decision's checked addresses
   std::string key_;                                         // "host:port" they belong to
   bool reused_ = false;

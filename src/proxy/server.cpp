@@ -130,13 +130,14 @@ asio::awaitable<void> accept_loop(Worker& worker, const std::vector<std::unique_
 
 /// Closes pooled upstream connections that timed out or that their
 /// upstream closed, so an idle proxy does not hold them (and their file
-/// descriptors) until the next inspected tunnel comes along.
-asio::awaitable<void> sweep_upstream_pool(Worker& worker) {
+/// descriptors) until the next request to that upstream comes along.
+asio::awaitable<void> sweep_upstream_pools(Worker& worker) {
   asio::steady_timer timer(worker.ioc);
   for (;;) {
     timer.expires_after(1s);
     auto [ec] = co_await timer.async_wait(use_nothrow);
     if (ec) co_return;
+    worker.upstream_tcp.sweep(worker.now());
     worker.upstream_tls.sweep(worker.now());
   }
 }
@@ -266,6 +267,7 @@ class Control {
       asio::post(worker->ioc, [&worker] {
         beast::error_code ignored;
         worker->acceptor->close(ignored);
+        worker->upstream_tcp.clear();
         worker->upstream_tls.clear();
         for (auto* session : worker->sessions) session->close_if_idle();
       });
@@ -321,8 +323,8 @@ int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, au
   Control control(shared, workers, load_policy, load_secrets);  // signal handlers first
   for (auto& worker : workers) {
     asio::co_spawn(worker->ioc, accept_loop(*worker, workers), asio::detached);
-    if (shared.inspection && config.tls.upstream_pool_size > 0) {
-      asio::co_spawn(worker->ioc, sweep_upstream_pool(*worker), asio::detached);
+    if (config.tls.upstream_pool_size > 0) {
+      asio::co_spawn(worker->ioc, sweep_upstream_pools(*worker), asio::detached);
     }
   }
 

@@ -185,7 +185,7 @@ asio::awaitable<void> Session::serve_connect(RequestParser& parser) {
   if (pooled) {
     attempt.set_upstream(endpoint_text(pooled->endpoint()));
   } else {
-    const auto* upstream = co_await route_.connect(attempt, target, evaluation.endpoints);
+    const auto* upstream = co_await route_.connect_tunnel(attempt, target, evaluation.endpoints);
     if (!upstream) {
       co_await refuse(attempt, version);
       co_return;

@@ -1,4 +1,5 @@
-// The per-thread pool of idle upstream TLS connections. See upstream_pool.h.
+// Opening upstream connections, and the per-thread pool of idle ones (plain
+// TCP and TLS alike). See upstream_pool.h.
 #include "proxy/upstream_pool.h"
 
 #include <sys/socket.h>
@@ -53,10 +54,12 @@ UpstreamTls::UpstreamTls(boost::beast::tcp_stream tcp, tls::SslPtr ssl, std::str
                          boost::asio::ip::tcp::endpoint endpoint)
     : tcp_(std::move(tcp)), stream_(tcp_, ssl.release()), key_(std::move(key)), endpoint_(std::move(endpoint)) {}
 
-UpstreamTlsPool::UpstreamTlsPool(std::size_t capacity, std::chrono::milliseconds idle_timeout)
+template <class Connection>
+UpstreamPool<Connection>::UpstreamPool(std::size_t capacity, std::chrono::milliseconds idle_timeout)
     : capacity_(capacity), idle_timeout_(idle_timeout) {}
 
-void UpstreamTlsPool::put(UpstreamTlsPtr connection, Clock::time_point now) {
+template <class Connection>
+void UpstreamPool<Connection>::put(ConnectionPtr connection, Clock::time_point now) {
   if (capacity_ == 0 || !connection) return;
   sweep_expired(now);
   connection->tcp().expires_never();
@@ -64,8 +67,9 @@ void UpstreamTlsPool::put(UpstreamTlsPtr connection, Clock::time_point now) {
   idle_.push_back(Idle{std::move(connection), now});
 }
 
-UpstreamTlsPtr UpstreamTlsPool::take(std::string_view key, std::span<const boost::asio::ip::tcp::endpoint> allowed,
-                                     Clock::time_point now) {
+template <class Connection>
+auto UpstreamPool<Connection>::take(std::string_view key, std::span<const boost::asio::ip::tcp::endpoint> allowed,
+                                    Clock::time_point now) -> ConnectionPtr {
   sweep_expired(now);
   for (auto it = idle_.end(); it != idle_.begin();) {  // newest first
     --it;
@@ -73,7 +77,7 @@ UpstreamTlsPtr UpstreamTlsPool::take(std::string_view key, std::span<const boost
     if (connection.key() != key || std::find(allowed.begin(), allowed.end(), connection.endpoint()) == allowed.end()) {
       continue;
     }
-    UpstreamTlsPtr out = std::move(it->connection);
+    ConnectionPtr out = std::move(it->connection);
     it = idle_.erase(it);
     // A connection the upstream closed (or sent something unasked on) is
     // dropped, and the search goes on.
@@ -82,13 +86,18 @@ UpstreamTlsPtr UpstreamTlsPool::take(std::string_view key, std::span<const boost
   return nullptr;
 }
 
-void UpstreamTlsPool::sweep(Clock::time_point now) {
+template <class Connection>
+void UpstreamPool<Connection>::sweep(Clock::time_point now) {
   sweep_expired(now);
   std::erase_if(idle_, [](Idle& idle) { return !still_open(idle.connection->tcp().socket()); });
 }
 
-void UpstreamTlsPool::sweep_expired(Clock::time_point now) {
+template <class Connection>
+void UpstreamPool<Connection>::sweep_expired(Clock::time_point now) {
   while (!idle_.empty() && now - idle_.front().since >= idle_timeout_) idle_.pop_front();
 }
+
+template class UpstreamPool<UpstreamTcp>;
+template class UpstreamPool<UpstreamTls>;
 
 }  // namespace egress::proxy

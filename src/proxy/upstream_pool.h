@@ -1,26 +1,34 @@
-// Upstream connections: opening one (to checked addresses only), the TLS
-// connections of inspected tunnels, and the per-thread pool that keeps
-// those between tunnels.
+// Upstream connections: opening one (to checked addresses only), the two
+// kinds egress keeps (UpstreamTcp for plain HTTP, UpstreamTls for inspected
+// tunnels), and the per-thread pool that keeps idle ones of either kind
+// between requests of different worker connections.
 //
 // A worker that opens a new connection for every request (most HTTP
 // clients in a script) would otherwise cost egress, and the upstream, a
-// full TLS handshake per request on egress's side too. Inside an inspected
-// tunnel egress sees whole requests and responses, so once a response has
-// been relayed completely the upstream connection is idle and can carry
-// the next tunnel's requests, as a plain HTTP/1.1 client library would.
+// new TCP connection per request, and inside an inspected tunnel a full
+// TLS handshake on egress's side too. Egress sees whole requests and
+// responses on both paths, so once a response has been relayed completely
+// the upstream connection is idle and can carry the next request of any
+// worker connection on the same thread, as a plain HTTP/1.1 client library
+// would.
 //
 // A pooled connection is taken again only when (invariants):
-//   1. the new tunnel names the same upstream: key "host:port", the name
-//      the certificate was verified for (same trust: one upstream SSL_CTX
-//      serves the whole process);
-//   2. its address is one of the new tunnel's checked addresses, under the
-//      policy in force now (docs/security.md, invariant 3: no unchecked address);
+//   1. the new request names the same upstream: key "host:port" (for TLS
+//      the name the certificate was verified for, under the same trust:
+//      one upstream SSL_CTX serves the whole process);
+//   2. its address is one of the new request's checked addresses, under
+//      the policy in force now (docs/security.md, invariant 3: no
+//      unchecked address), so a reload that no longer allows the address
+//      leaves the connection unused;
 //   3. it is still open (the upstream did not close it or send anything)
 //      and has been idle for less than the idle timeout.
-// Requests are never interleaved: a connection is owned by one tunnel at a
-// time, and it goes back only after a complete, self-delimited response.
-// One pool per proxy thread (the connections belong to its io_context), so
-// nothing here takes a lock.
+// Requests are never interleaved: a connection is owned by one exchange (or
+// one inspected tunnel) at a time, and it goes back only after a complete,
+// self-delimited response. A connection that turns out closed on first use
+// anyway (the upstream closed it just as the request went out) is the
+// exchange's to handle: it resends only what is safe (exchange.h,
+// is_replayable). One pool of each kind per proxy thread (the connections
+// belong to its io_context), so nothing here takes a lock.
 #pragma once
 
 #include <chrono>
@@ -67,7 +75,8 @@ boost::asio::awaitable<CheckedConnection> connect_checked(std::span<const boost:
 
 /// A TCP connection from egress to an upstream (plain HTTP forwarding, and
 /// a CONNECT tunnel's until it is relayed or inspected). The same
-/// accessors as UpstreamTls, so one exchange (exchange.h) drives both.
+/// accessors as UpstreamTls, so one exchange (exchange.h) drives both and
+/// one pool keeps both.
 class UpstreamTcp {
  public:
   UpstreamTcp(boost::beast::tcp_stream tcp, std::string key, boost::asio::ip::tcp::endpoint endpoint)
@@ -118,25 +127,30 @@ class UpstreamTls {
   boost::asio::ip::tcp::endpoint endpoint_;
 };
 
+using UpstreamTcpPtr = std::unique_ptr<UpstreamTcp>;
 using UpstreamTlsPtr = std::unique_ptr<UpstreamTls>;
 
-class UpstreamTlsPool {
+/// Idle connections of one kind (UpstreamTcp or UpstreamTls: anything with
+/// key(), endpoint() and tcp()), under the invariants above.
+template <class Connection>
+class UpstreamPool {
  public:
   using Clock = std::chrono::steady_clock;
+  using ConnectionPtr = std::unique_ptr<Connection>;
 
-  /// Keeps at most `capacity` idle connections (0: none, every tunnel opens
-  /// its own), each for at most `idle_timeout`.
-  UpstreamTlsPool(std::size_t capacity, std::chrono::milliseconds idle_timeout);
+  /// Keeps at most `capacity` idle connections (0: none, every request or
+  /// tunnel opens its own), each for at most `idle_timeout`.
+  UpstreamPool(std::size_t capacity, std::chrono::milliseconds idle_timeout);
 
-  /// Keeps an idle, handshaken connection whose last response was relayed
-  /// completely. When full, the connection idle longest is closed.
-  void put(UpstreamTlsPtr connection, Clock::time_point now);
+  /// Keeps an idle connection (for TLS: handshaken) whose last response was
+  /// relayed completely. When full, the connection idle longest is closed.
+  void put(ConnectionPtr connection, Clock::time_point now);
 
   /// The connection pooled most recently for `key` whose address is in
   /// `allowed`, still open and idle for less than the timeout; null when
   /// there is none. Stale connections met on the way are closed.
-  UpstreamTlsPtr take(std::string_view key, std::span<const boost::asio::ip::tcp::endpoint> allowed,
-                      Clock::time_point now);
+  ConnectionPtr take(std::string_view key, std::span<const boost::asio::ip::tcp::endpoint> allowed,
+                     Clock::time_point now);
 
   /// Closes the connections idle past the timeout or closed by their
   /// upstream (a proxy thread calls this every second).
@@ -149,7 +163,7 @@ class UpstreamTlsPool {
 
  private:
   struct Idle {
-    UpstreamTlsPtr connection;
+    ConnectionPtr connection;
     Clock::time_point since;
   };
 
@@ -159,5 +173,13 @@ class UpstreamTlsPool {
 
   std::list<Idle> idle_;  // oldest first
 };
+
+// Defined in upstream_pool.cpp for the two kinds there are.
+extern template class UpstreamPool<UpstreamTcp>;
+extern template class UpstreamPool<UpstreamTls>;
+
+/// Plain HTTP's idle upstream connections, and inspected tunnels'.
+using UpstreamTcpPool = UpstreamPool<UpstreamTcp>;
+using UpstreamTlsPool = UpstreamPool<UpstreamTls>;
 
 }  // namespace egress::proxy

@@ -104,8 +104,10 @@ struct Worker {
   /// Minted leaf certificates of this thread's inspected tunnels: per
   /// thread, so a lookup takes no lock.
   tls::CertCache cert_cache{shared.config.tls.cert_cache_size};
-  /// Idle upstream TLS connections of this thread's inspected tunnels;
-  /// after ioc, so its sockets close before the io_context goes.
+  /// Idle upstream connections of this thread's plain HTTP requests and of
+  /// its inspected tunnels (upstream_pool.h), under the same two limits;
+  /// after ioc, so their sockets close before the io_context goes.
+  UpstreamTcpPool upstream_tcp{shared.config.tls.upstream_pool_size, shared.config.tls.upstream_pool_idle};
   UpstreamTlsPool upstream_tls{shared.config.tls.upstream_pool_size, shared.config.tls.upstream_pool_idle};
 };
 

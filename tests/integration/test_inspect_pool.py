@@ -45,45 +45,59 @@ internal:
 
 
 class Origin:
-    """A keep-alive HTTPS origin that records, for every request, the
-    connection it came on. `drop_reused` requests that are not the first on
-    their connection are read and then answered by closing the connection
-    (no response, no close_notify): what a server's keep-alive timeout does
-    when it fires just as a request arrives."""
+    """A keep-alive origin, HTTPS with the certificate in `tls_dir` or plain
+    HTTP without, that records, for every request, the connection it came
+    on. `drop_reused` requests that are not the first on their connection
+    are read and then answered by closing the connection (no response, no
+    close_notify): what a server's keep-alive timeout does when it fires
+    just as a request arrives. `also_on` lists more loopback addresses it
+    listens on, at the same port."""
 
-    def __init__(self, tls_dir):
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(os.path.join(tls_dir, "upstream.crt"), os.path.join(tls_dir, "upstream.key"))
-        # Set once, and kept on the connection itself: handshakes of several
-        # connections may overlap.
-        self.context.sni_callback = lambda sock, name, ctx: setattr(sock, "sni", name)
+    def __init__(self, tls_dir=None, also_on=()):
+        self.context = None
+        if tls_dir:
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.context.load_cert_chain(os.path.join(tls_dir, "upstream.crt"),
+                                         os.path.join(tls_dir, "upstream.key"))
+            # Set once, and kept on the connection itself: handshakes of
+            # several connections may overlap.
+            self.context.sni_callback = lambda sock, name, ctx: setattr(sock, "sni", name)
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(64)
         self.port = self.listener.getsockname()[1]
+        self.listeners = [self.listener]
+        for address in also_on:
+            extra = socket.socket()
+            extra.bind((address, self.port))
+            extra.listen(64)
+            self.listeners.append(extra)
         self.lock = threading.Lock()
         self.requests = []  # (connection number, request number on it, method, path, SNI)
         self.connections = 0
         self.open = set()
         self.drop_reused = 0
         self.close_after_response = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.local_address = {}  # connection number -> the address it was accepted on
+        for listener in self.listeners:
+            threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
-    def _accept(self):
+    def _accept(self, listener):
         while True:
             try:
-                raw, _ = self.listener.accept()
+                raw, _ = listener.accept()
             except OSError:
                 return
             with self.lock:
                 self.connections += 1
                 number = self.connections
                 self.open.add(number)
+                self.local_address[number] = raw.getsockname()[0]
             threading.Thread(target=self._serve, args=(raw, number), daemon=True).start()
 
     def _serve(self, raw, number):
         try:
-            conn = self.context.wrap_socket(raw, server_side=True)
+            conn = self.context.wrap_socket(raw, server_side=True) if self.context else raw
         except (ssl.SSLError, OSError):
             raw.close()
             with self.lock:
@@ -138,14 +152,16 @@ class Origin:
             return len(self.open)
 
     def close(self):
-        self.listener.close()
+        for listener in self.listeners:
+            listener.close()
 
 
-def reused(admin):
-    """egress_tls_upstream_connections_total by its `reused` label."""
+def reused(admin, family="egress_tls_upstream_connections_total"):
+    """A pool's connection counter (the inspected tunnels' unless `family`
+    names another) by its `reused` label: (yes, no)."""
     with urllib.request.urlopen("http://%s/metrics" % admin, timeout=5) as r:
         text = r.read().decode()
-    found = dict(re.findall(r'^egress_tls_upstream_connections_total\{reused="(yes|no)"\} (\d+)', text, re.MULTILINE))
+    found = dict(re.findall(r'^%s\{reused="(yes|no)"\} (\d+)' % family, text, re.MULTILINE))
     return int(found.get("yes", -1)), int(found.get("no", -1))
 
 
@@ -156,6 +172,85 @@ def wait_until(condition, timeout):
             return True
         time.sleep(0.05)
     return condition()
+
+
+def check_reuse_rules(check, egress, origin, get, kind):
+    """The rules both pools keep (src/proxy/upstream_pool.h), and the one
+    resend rule of the exchange, through `get(path, *curl_args)` to `origin`
+    for requests whose audit rows have `kind`: a connection the origin
+    closed while idle is never handed out; a GET that meets a connection
+    closed just then is sent again on a new one (200); a body, or a method
+    that is not safe to repeat without an Idempotency-Key, is not (502)."""
+    origin.close_after_response = True
+    closed_run = [get("/closing/%d" % i)[0] for i in range(4)]
+    origin.close_after_response = False
+    check("%s: an origin closing after every response: the worker always gets 200" % kind, closed_run == [200] * 4,
+          str(closed_run))
+    check("%s: each of those requests went over a connection of its own" % kind,
+          len({origin.seen("/closing/%d" % i)[0][0] for i in range(4)}) == 4, str(origin.requests[-4:]))
+
+    # A bodiless request meets a pooled connection the origin closes as it
+    # arrives: sent again on a new connection.
+    get("/warm")
+    origin.drop_reused = 1
+    status, head, body, err = get("/resend")
+    seen = origin.seen("/resend")
+    check("%s: GET on a connection the origin drops: the worker gets 200 after a resend" % kind,
+          status == 200 and "/resend" in body, "%s %s %s" % (status, body[:200], err))
+    check("%s: the origin saw the GET twice: dropped on the old connection, answered on a new one" % kind,
+          len(seen) == 2 and seen[0][1] > 1 and seen[1][1] == 1 and seen[0][0] != seen[1][0], str(seen))
+    rows = egress.wait_for_events("kind = ? AND event = 'close' AND path = '/resend'", (kind,))
+    check("%s: audit: one close row for the resent request, status 200, the origin's address" % kind,
+          len(rows) == 1 and rows[0]["status"] == 200 and rows[0]["upstream_addr"] == "127.0.0.1:%d" % origin.port,
+          str(rows))
+
+    # Not sent twice: a body, or a method that is not safe to repeat,
+    # unless an Idempotency-Key says it is.
+    for what, path, args, resent in (
+            ("POST with a body", "/post", ("--data-binary", "payload"), False),
+            ("DELETE without a body", "/delete", ("-X", "DELETE"), False),
+            ("DELETE with an Idempotency-Key", "/delete-key", ("-X", "DELETE", "-H", "Idempotency-Key: k1"), True)):
+        get("/warm" + path)
+        origin.drop_reused = 1
+        status, head, body, err = get(path, *args)
+        origin.drop_reused = 0
+        if resent:
+            check("%s: %s on a connection the origin drops: resent, 200" % (kind, what),
+                  status == 200 and len(origin.seen(path)) == 2, "%s %s" % (status, origin.seen(path)))
+        else:
+            check("%s: %s on a connection the origin drops: 502 upstream-unreachable" % (kind, what),
+                  status == 502 and harness.header(head, "X-Egress-Reason") == "upstream-unreachable",
+                  "%s %s %s" % (status, body[:300], err))
+            check("%s: %s: the origin saw it once" % (kind, what), len(origin.seen(path)) == 1, str(origin.seen(path)))
+
+
+def check_idle_close(check, origin, get):
+    """Idle connections are closed after tls.upstream_pool_idle (the test's
+    egress sets 700 ms; the sweep runs every second), and the next request
+    opens a new one."""
+    get("/idle")
+    check("a pooled connection is open while the pool keeps it", origin.open_connections() >= 1)
+    started = time.time()
+    closed = wait_until(lambda: origin.open_connections() == 0, 5)
+    check("egress closes idle upstream connections within the idle time plus one sweep",
+          closed and time.time() - started < 2.5, "%d open after %.1f s" % (origin.open_connections(),
+                                                                             time.time() - started))
+    before = origin.connections
+    status = get("/after-idle")[0]
+    check("after the idle timeout the next request opens a new connection", status == 200 and
+          origin.connections == before + 1, "%s %d -> %d" % (status, before, origin.connections))
+
+
+def check_unpooled(check, origin, get, counts):
+    """With tls.upstream_pool_size 0, every request through `get(path)`
+    opens its own upstream connection, and `counts()` (the pool's metric:
+    reused, new) says so."""
+    before = origin.connections
+    statuses = [get("/nopool/%d" % i)[0] for i in range(3)]
+    check("upstream_pool_size 0: all 200", statuses == [200] * 3, str(statuses))
+    check("upstream_pool_size 0: three requests, three upstream connections", origin.connections == before + 3,
+          "%d -> %d" % (before, origin.connections))
+    check("upstream_pool_size 0: the metric counts no reuse", counts() == (0, 3), str(counts()))
 
 
 def start_egress(workdir, name, certs, upstream_ca, extra_config):
@@ -201,47 +296,7 @@ def run(workdir, results):
         check("other.test went over a new connection with its own SNI, not allowed.test's",
               len(other) == 1 and other[0][0] not in connections and other[0][4] == "other.test", str(other))
 
-        # A connection the origin closed while idle is never handed out.
-        origin.close_after_response = True
-        closed_run = [get("/closing/%d" % i)[0] for i in range(4)]
-        origin.close_after_response = False
-        check("an origin closing after every response: the worker always gets 200", closed_run == [200] * 4,
-              str(closed_run))
-        check("each of those requests went over a connection of its own",
-              len({origin.seen("/closing/%d" % i)[0][0] for i in range(4)}) == 4, str(origin.requests[-4:]))
-
-        # A bodiless request meets a pooled connection the origin closes as
-        # it arrives: sent again on a new connection.
-        get("/warm")
-        origin.drop_reused = 1
-        status, head, body, err = get("/resend")
-        seen = origin.seen("/resend")
-        check("GET on a connection the origin drops: the worker gets 200 after a resend", status == 200 and
-              "/resend" in body, "%s %s %s" % (status, body[:200], err))
-        check("the origin saw the GET twice: dropped on the old connection, answered on a new one",
-              len(seen) == 2 and seen[0][1] > 1 and seen[1][1] == 1 and seen[0][0] != seen[1][0], str(seen))
-        rows = egress.wait_for_events("kind = 'inspected' AND event = 'close' AND path = '/resend'")
-        check("audit: one close row for the resent request, status 200",
-              len(rows) == 1 and rows[0]["status"] == 200, str(rows))
-
-        # Not sent twice: a body, or a method that is not safe to repeat,
-        # unless an Idempotency-Key says it is.
-        for what, path, args, resent in (
-                ("POST with a body", "/post", ("--data-binary", "payload"), False),
-                ("DELETE without a body", "/delete", ("-X", "DELETE"), False),
-                ("DELETE with an Idempotency-Key", "/delete-key", ("-X", "DELETE", "-H", "Idempotency-Key: k1"), True)):
-            get("/warm" + path)
-            origin.drop_reused = 1
-            status, head, body, err = get(path, *args)
-            origin.drop_reused = 0
-            if resent:
-                check("%s on a connection the origin drops: resent, 200" % what,
-                      status == 200 and len(origin.seen(path)) == 2, "%s %s" % (status, origin.seen(path)))
-            else:
-                check("%s on a connection the origin drops: 502 upstream-unreachable" % what,
-                      status == 502 and harness.header(head, "X-Egress-Reason") == "upstream-unreachable",
-                      "%s %s %s" % (status, body[:300], err))
-                check("%s: the origin saw it once" % what, len(origin.seen(path)) == 1, str(origin.seen(path)))
+        check_reuse_rules(check, egress, origin, get, "inspected")
 
         # Inside one tunnel too: a worker that idles until the origin has
         # closed the connection gets its next GET answered.
@@ -269,19 +324,7 @@ def run(workdir, results):
               [a[0][:12] for a in answers] == [b"HTTP/1.1 200"] * 2 and len(origin.seen("/same-tunnel/2")) == 2,
               "%s %s" % (answers, origin.seen("/same-tunnel/2")))
 
-        # Idle connections are closed after tls.upstream_pool_idle (700 ms;
-        # the sweep runs every second).
-        get("/idle")
-        check("a pooled connection is open while the pool keeps it", origin.open_connections() >= 1)
-        started = time.time()
-        closed = wait_until(lambda: origin.open_connections() == 0, 5)
-        check("egress closes idle upstream connections within the idle time plus one sweep",
-              closed and time.time() - started < 2.5, "%d open after %.1f s" % (origin.open_connections(),
-                                                                                 time.time() - started))
-        before = origin.connections
-        status = get("/after-idle")[0]
-        check("after the idle timeout the next tunnel opens a new connection", status == 200 and
-              origin.connections == before + 1, "%s %d -> %d" % (status, before, origin.connections))
+        check_idle_close(check, origin, get)
 
         # SIGTERM while an inspected request is upstream: its response says
         # Connection: close and the tunnel ends, as a plain connection does.
@@ -305,12 +348,8 @@ def run(workdir, results):
     # With the pool off, every tunnel has its own upstream connection.
     egress, admin = start_egress(workdir, "unpooled", certs, upstream_ca[1], "tls:\n  upstream_pool_size: 0\n")
     try:
-        before = origin.connections
-        statuses = [harness.curl(egress.proxy, url + "/nopool/%d" % i, "--cacert", egress_ca)[0] for i in range(3)]
-        check("upstream_pool_size 0: all 200", statuses == [200] * 3, str(statuses))
-        check("upstream_pool_size 0: three tunnels, three upstream connections", origin.connections == before + 3,
-              "%d -> %d" % (before, origin.connections))
-        check("upstream_pool_size 0: the metric counts no reuse", reused(admin) == (0, 3), str(reused(admin)))
+        check_unpooled(check, origin, lambda path: harness.curl(egress.proxy, url + path, "--cacert", egress_ca),
+                       lambda: reused(admin))
     finally:
         code = egress.stop()
         check("the second egress stops cleanly (exit 0)", code == 0, egress.log_text()[-3000:])

@@ -1,7 +1,9 @@
-// The per-thread pool of idle upstream TLS connections: which connection a
-// tunnel may take (same host:port, a checked address, still open, not idle
-// too long), and the bounds. Real loopback TCP connections, so "closed by
-// the upstream" is a real FIN; no TLS handshake is needed for any of it.
+// The per-thread pool of idle upstream connections, for both kinds it keeps
+// (plain TCP for HTTP requests, TLS for inspected tunnels): which
+// connection a request may take (same host:port, a checked address, still
+// open, not idle too long), and the bounds. Real loopback TCP connections,
+// so "closed by the upstream" is a real FIN; no TLS handshake is needed for
+// any of it.
 #include <catch2/catch.hpp>
 
 #include <poll.h>
@@ -12,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <boost/asio/connect.hpp>
@@ -39,14 +42,20 @@ class Loopback {
   }
 
   /// A connection as the pool sees it: `key` and `recorded` are what the
-  /// tunnel that opened it checked (the socket itself goes to loopback).
-  UpstreamTlsPtr connect(const std::string& key, const tcp::endpoint& recorded) {
+  /// request that opened it checked (the socket itself goes to loopback).
+  template <class Connection>
+  std::unique_ptr<Connection> connect(const std::string& key, const tcp::endpoint& recorded) {
     tcp::socket socket(ioc_);
     socket.connect(acceptor_.local_endpoint());
     far_ends_.push_back(acceptor_.accept());
-    tls::SslPtr ssl(SSL_new(ctx_.get()));
-    REQUIRE(ssl);
-    return std::make_unique<UpstreamTls>(boost::beast::tcp_stream(std::move(socket)), std::move(ssl), key, recorded);
+    boost::beast::tcp_stream stream(std::move(socket));
+    if constexpr (std::is_same_v<Connection, UpstreamTls>) {
+      tls::SslPtr ssl(SSL_new(ctx_.get()));
+      REQUIRE(ssl);
+      return std::make_unique<UpstreamTls>(std::move(stream), std::move(ssl), key, recorded);
+    } else {
+      return std::make_unique<Connection>(std::move(stream), key, recorded);
+    }
   }
 
   /// The upstream's side of the n-th connection made.
@@ -74,7 +83,9 @@ const auto t0 = std::chrono::steady_clock::time_point{} + 1h;
 
 }  // namespace
 
-TEST_CASE("A tunnel takes only a pooled connection to its host:port on one of its checked addresses", "[proxy]") {
+// Every case runs for both kinds: one template keeps both, under one set of rules.
+TEMPLATE_TEST_CASE("A request takes only a pooled connection to its host:port on one of its checked addresses",
+                   "[proxy]", UpstreamTcp, UpstreamTls) {
   const auto e1 = endpoint("10.0.0.1", 443), e2 = endpoint("10.0.0.2", 443), e3 = endpoint("10.0.0.3", 443);
   struct Case {
     const char* what;
@@ -94,11 +105,11 @@ TEST_CASE("A tunnel takes only a pooled connection to its host:port on one of it
       Case{"a name that is a prefix of a pooled key", "a.test:44", {e1, e2}, -1});
   INFO(c.what);
   Loopback net;
-  UpstreamTlsPool pool(8, 4s);
-  std::vector<UpstreamTls*> pooled;
+  UpstreamPool<TestType> pool(8, 4s);
+  std::vector<TestType*> pooled;
   for (const auto& [key, ep] : std::vector<std::pair<std::string, tcp::endpoint>>{
            {"a.test:443", e1}, {"a.test:443", e2}, {"b.test:443", e1}}) {
-    auto connection = net.connect(key, ep);
+    auto connection = net.connect<TestType>(key, ep);
     pooled.push_back(connection.get());
     pool.put(std::move(connection), t0);
   }
@@ -112,7 +123,7 @@ TEST_CASE("A tunnel takes only a pooled connection to its host:port on one of it
   }
 }
 
-TEST_CASE("A pooled connection is taken only before its idle timeout", "[proxy]") {
+TEMPLATE_TEST_CASE("A pooled connection is taken only before its idle timeout", "[proxy]", UpstreamTcp, UpstreamTls) {
   const auto e1 = endpoint("10.0.0.1", 443);
   const std::vector<tcp::endpoint> allowed{e1};
   struct Case {
@@ -122,21 +133,22 @@ TEST_CASE("A pooled connection is taken only before its idle timeout", "[proxy]"
   const auto c = GENERATE(Case{0ms, true}, Case{3999ms, true}, Case{4000ms, false}, Case{60s, false});
   INFO("idle for " << c.idle_for.count() << " ms");
   Loopback net;
-  UpstreamTlsPool pool(8, 4s);
-  pool.put(net.connect("a.test:443", e1), t0);
+  UpstreamPool<TestType> pool(8, 4s);
+  pool.put(net.connect<TestType>("a.test:443", e1), t0);
   CHECK((pool.take("a.test:443", allowed, t0 + c.idle_for) != nullptr) == c.taken);
   CHECK(pool.size() == 0);
   if (!c.taken) CHECK(net.closed_by_pool(0));
 }
 
-TEST_CASE("A connection its upstream closed or wrote to is never handed out", "[proxy]") {
+TEMPLATE_TEST_CASE("A connection its upstream closed or wrote to is never handed out", "[proxy]", UpstreamTcp,
+                   UpstreamTls) {
   const auto e1 = endpoint("10.0.0.1", 443);
   const std::vector<tcp::endpoint> allowed{e1};
   Loopback net;
-  UpstreamTlsPool pool(8, 4s);
-  pool.put(net.connect("a.test:443", e1), t0);  // 0: will stay open
-  pool.put(net.connect("a.test:443", e1), t0);  // 1: the upstream sends something unasked
-  pool.put(net.connect("a.test:443", e1), t0);  // 2: the upstream closes it
+  UpstreamPool<TestType> pool(8, 4s);
+  pool.put(net.connect<TestType>("a.test:443", e1), t0);  // 0: will stay open
+  pool.put(net.connect<TestType>("a.test:443", e1), t0);  // 1: the upstream sends something unasked
+  pool.put(net.connect<TestType>("a.test:443", e1), t0);  // 2: the upstream closes it
   net.far_end(2).close();
   asio::write(net.far_end(1), asio::buffer(std::string("HTTP/1.1 408 Request Timeout\r\n\r\n")));
   std::this_thread::sleep_for(20ms);  // loopback delivers at once; leave room for a busy machine
@@ -149,33 +161,35 @@ TEST_CASE("A connection its upstream closed or wrote to is never handed out", "[
   CHECK(pool.take("a.test:443", allowed, t0 + 1s) == nullptr);
 }
 
-TEST_CASE("The pool holds at most its capacity, dropping the connection idle longest", "[proxy]") {
+TEMPLATE_TEST_CASE("The pool holds at most its capacity, dropping the connection idle longest", "[proxy]", UpstreamTcp,
+                   UpstreamTls) {
   const auto e1 = endpoint("10.0.0.1", 443);
   const std::vector<tcp::endpoint> allowed{e1};
   Loopback net;
   SECTION("capacity 2") {
-    UpstreamTlsPool pool(2, 4s);
-    for (int i = 0; i < 3; ++i) pool.put(net.connect("a.test:443", e1), t0 + std::chrono::seconds(i));
+    UpstreamPool<TestType> pool(2, 4s);
+    for (int i = 0; i < 3; ++i) pool.put(net.connect<TestType>("a.test:443", e1), t0 + std::chrono::seconds(i));
     CHECK(pool.size() == 2);
     CHECK(net.closed_by_pool(0));
   }
   SECTION("capacity 0 keeps nothing") {
-    UpstreamTlsPool pool(0, 4s);
-    pool.put(net.connect("a.test:443", e1), t0);
+    UpstreamPool<TestType> pool(0, 4s);
+    pool.put(net.connect<TestType>("a.test:443", e1), t0);
     CHECK(pool.size() == 0);
     CHECK(pool.take("a.test:443", allowed, t0) == nullptr);
     CHECK(net.closed_by_pool(0));
   }
 }
 
-TEST_CASE("A sweep closes expired connections and those their upstream closed", "[proxy]") {
+TEMPLATE_TEST_CASE("A sweep closes expired connections and those their upstream closed", "[proxy]", UpstreamTcp,
+                   UpstreamTls) {
   const auto e1 = endpoint("10.0.0.1", 443);
   const std::vector<tcp::endpoint> allowed{e1};
   Loopback net;
-  UpstreamTlsPool pool(8, 4s);
-  pool.put(net.connect("a.test:443", e1), t0);       // 0: expired at the sweep
-  pool.put(net.connect("a.test:443", e1), t0 + 3s);  // 1: closed by its upstream
-  pool.put(net.connect("a.test:443", e1), t0 + 3s);  // 2: fine
+  UpstreamPool<TestType> pool(8, 4s);
+  pool.put(net.connect<TestType>("a.test:443", e1), t0);       // 0: expired at the sweep
+  pool.put(net.connect<TestType>("a.test:443", e1), t0 + 3s);  // 1: closed by its upstream
+  pool.put(net.connect<TestType>("a.test:443", e1), t0 + 3s);  // 2: fine
   net.far_end(1).close();
   std::this_thread::sleep_for(20ms);
   pool.sweep(t0 + 5s);

@@ -86,6 +86,8 @@ enum class MetricType { Counter, Gauge, Histogram };
     "Leaf certificates minted for inspected tunnels (cache misses)")                                             \
   X(TlsHandshakeFailures, Counter, "tls_handshake_failures_total", "stage",                                      \
     "Failed TLS handshakes in inspected tunnels, by stage (client, upstream)")                                   \
+  X(HttpUpstreamConnections, Counter, "proxy_upstream_connections_total", "reused",                              \
+    "Upstream TCP connections of plain HTTP requests: new, or reused from the per-thread pool")                  \
   X(TlsUpstreamConnections, Counter, "tls_upstream_connections_total", "reused",                                 \
     "Upstream TLS connections of inspected tunnels: new (handshake done) or reused from the per-thread pool")    \
   X(PolicyLoaded, Gauge, "policy_loaded", "", "1 while a policy is in force")                                    \
@@ -178,9 +180,13 @@ class Metrics {
   /// One failed TLS handshake of an inspected tunnel.
   void count_tls_handshake_failure(TlsStage stage);
 
-  /// One upstream TLS connection of an inspected tunnel: taken from the
-  /// idle pool, or new with a successful handshake.
-  void count_upstream_tls(bool reused);
+  /// The two kinds of upstream connection egress pools (upstream_pool.h).
+  enum class UpstreamKind { Http, Tls };
+  enum class UpstreamSource { New, Pooled };
+  /// One upstream connection a request went over: taken from the
+  /// per-thread idle pool, or new (for a plain HTTP request: connected;
+  /// for an inspected tunnel: connected with a successful handshake).
+  void count_upstream(UpstreamKind kind, UpstreamSource source);
 
   /// One name lookup and how long it took.
   void count_lookup(const dns::Resolution& resolution, std::chrono::nanoseconds took);
@@ -234,7 +240,7 @@ class Metrics {
   Counter cert_hits_{0}, cert_misses_{0};
   Counter yielded_connections_{0};
   std::array<Counter, 2> tls_failures_{};  // TlsStage
-  Counter upstream_tls_new_{0}, upstream_tls_reused_{0};
+  std::array<Counter, 4> upstream_connections_{};  // UpstreamKind × UpstreamSource
   std::array<Counter, kDnsStatuses> dns_lookups_{};
   std::array<Counter, kDnsBuckets.size() + 1> dns_buckets_{};  // non-cumulative; last = +Inf
   Counter dns_nanos_{0};
