@@ -151,6 +151,34 @@ std::vector<std::string> journal_files(const std::string& directory) {
   return files;
 }
 
+namespace {
+
+struct flock whole_file(short type) {
+  struct flock lock {};
+  lock.l_type = type;
+  lock.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file
+  return lock;
+}
+
+}  // namespace
+
+bool lock_journal(int fd) {
+  auto lock = whole_file(F_WRLCK);
+  return ::fcntl(fd, F_OFD_SETLK, &lock) == 0;
+}
+
+std::vector<std::string> journal_files_left(const std::string& path) {
+  const std::string directory = journal_directory(path);
+  const int fd = ::open((directory + "/lock").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    auto lock = whole_file(F_RDLCK);
+    const bool held = ::fcntl(fd, F_OFD_GETLK, &lock) == 0 && lock.l_type != F_UNLCK;
+    ::close(fd);
+    if (held) return {};
+  }
+  return journal_files(directory);
+}
+
 Journal::Journal(std::string directory, std::string prefix, std::uint64_t min_free_bytes)
     : directory_(std::move(directory)), prefix_(std::move(prefix)), min_free_bytes_(min_free_bytes) {}
 

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "egress/audit/log.h"
+#include "egress/audit/maintenance.h"  // journal_directory, journal_files_left
 
 namespace egress::audit {
 
@@ -35,12 +36,14 @@ std::string encode_record(const std::vector<Value>& values);
 /// corrupt one. `good_bytes` (when given) gets how many bytes they span.
 std::vector<std::vector<Value>> decode_records(std::string_view bytes, std::size_t* good_bytes = nullptr);
 
-/// The journal directory of the database at `path`: beside the real file
-/// (symlinks resolved, as SQLite places its WAL), "<file>-journals".
-std::string journal_directory(const std::string& path);
-
 /// The segment files in `directory`, sorted by name, "" entries never.
 std::vector<std::string> journal_files(const std::string& directory);
+
+/// Takes the journal directory's lock on `fd` (its "lock" file, open for
+/// writing) for as long as `fd` stays open; false if another store holds
+/// it. An open-file-description lock: it conflicts within one process too,
+/// and journal_files_left() can look at it without taking it.
+bool lock_journal(int fd);
 
 class Journal {
  public:

@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
-#include <sys/file.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -132,7 +131,7 @@ SqliteAuditStore::SqliteAuditStore(const StoreOptions& options)
   if (journal_lock_ < 0) {
     throw AuditError(lock_path + ": cannot create the audit journal's lock file: " + std::strerror(errno));
   }
-  if (::flock(journal_lock_, LOCK_EX | LOCK_NB) != 0) {
+  if (!lock_journal(journal_lock_)) {
     ::close(journal_lock_);
     throw AuditError(options_.path + ": another egress serve writes this audit database (" + lock_path +
                      " is locked); give each serve its own audit_db");

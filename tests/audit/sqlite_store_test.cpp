@@ -15,6 +15,7 @@
 #include "audit/chain.h"
 #include "audit/journal.h"
 #include "audit/row.h"
+#include "egress/audit/maintenance.h"
 #include "fakes.h"
 
 using namespace egress::audit;
@@ -434,6 +435,26 @@ TEST_CASE("a second store on the same database is refused", "[audit]") {
   const std::string path = dir.file("audit.db");
   auto store = AuditStore::open(options_for(path));
   CHECK_THROWS_WITH(AuditStore::open(options_for(path)), Catch::Contains("another egress serve"));
+}
+
+TEST_CASE("journal files are reported as left only when no store holds them", "[audit]") {
+  TempDir dir;
+  const std::string path = dir.file("audit.db");
+  CHECK(journal_files_left(path).empty());  // no store ever ran
+  {
+    auto store = AuditStore::open(options_for(path));
+    CHECK(store->record_durable(decision_event("live")));
+    CHECK(journal_files_left(path).empty());  // live: the store holds the lock
+    // What a kill leaves: a segment the store does not know of.
+    std::ofstream(journal_directory(path) + "/0-t9-0.journal", std::ios::binary)
+        << encode_record(row_values(decision_event("left")));
+    CHECK(journal_files_left(path).empty());
+  }
+  const auto left = journal_files_left(path);
+  REQUIRE(left.size() == 1);  // the store's own segments went at its clean stop, the stray one stays
+  CHECK(left[0].find("0-t9-0.journal") != std::string::npos);
+  auto again = AuditStore::open(options_for(path));  // ingests it
+  CHECK(journal_files_left(path).empty());
 }
 
 TEST_CASE("below the free-space reserve the journal refuses events and the store is unhealthy", "[audit]") {

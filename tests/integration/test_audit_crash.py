@@ -100,6 +100,10 @@ def burst(workdir, config, egress, upstream, results, sync):
     journals = os.path.join(os.path.realpath(egress.db) + "-journals")
     left = [f for f in os.listdir(journals) if f.endswith(".journal")]
     check("the killed run left its journals", left, str(os.listdir(journals)))
+    out = subprocess.run([harness.EGRESS, "audit", "query", "--db", egress.db, "--limit", "1"], capture_output=True,
+                         text=True, timeout=60)
+    check("before the restart, egress audit says the journals hold events the database may lack",
+          out.returncode == 0 and "journal file(s)" in out.stderr, out.stderr)
     restarted = Egress(workdir, POLICY, hosts={"allowed.test": "127.0.0.1"}, extra_config=config)
     restarted.stop()
     log = restarted.log_text()

@@ -1,13 +1,15 @@
 // Keeping an audit log trustworthy and bounded: `egress audit verify` walks
 // the hash chain, `egress audit prune` removes old rows and records an
 // anchor for them (schema/002_prune_anchors.sql), and Retention runs that
-// prune in serve's background in small transactions.
+// prune in serve's background in small transactions. And what a killed
+// serve left in its journal (src/audit/journal.h) that the file lacks.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "egress/audit/periodic.h"
 
@@ -85,5 +87,14 @@ class Retention {
   const std::chrono::milliseconds interval_;
   Periodic thread_;  // last: starts after everything above is initialised
 };
+
+/// The journal directory of the database at `path`: beside the real file
+/// (symlinks resolved, as SQLite places its WAL), "<file>-journals".
+std::string journal_directory(const std::string& path);
+
+/// The journal files a stopped serve left for the database at `path`: their
+/// events are not all in the database until the next serve ingests them.
+/// Empty while a serve holds the journal's lock (its journals are live).
+std::vector<std::string> journal_files_left(const std::string& path);
 
 }  // namespace egress::audit
