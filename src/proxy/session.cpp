@@ -232,7 +232,8 @@ asio::awaitable<void> Session::serve_tunnel(Attempt& attempt, const RequestTarge
   // Past the SNI check egress reads nothing of a plain tunnel: the kernel
   // moves its bytes (splice_relay.h).
   const bool idled = co_await relay_tcp_tunnel(client_, client_buffer_, upstream->stream(), upstream->buffer(),
-                                               outcome.bytes_up, outcome.bytes_down, idle, worker_.metrics);
+                                               outcome.bytes_up, outcome.bytes_down, idle, worker_.pipes,
+                                               worker_.metrics);
   if (idled) outcome.error = idle_text(idle);
 }
 

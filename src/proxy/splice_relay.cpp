@@ -9,6 +9,9 @@
 //       `to`. A fill starts only when held == 0, so a fill never finds the
 //       pipe full (that would be EAGAIN with a readable socket: a spin), and
 //       an EOF is passed on (shutdown of `to`) with nothing left behind.
+//       A direction holds a pipe only while held > 0 or during a fill; an
+//       empty pipe goes back to the PipePool, a pipe that still holds bytes
+//       is never given back (it is closed with the direction).
 //   (2) `bytes` counts what was written to `to`, as the copy pump counts:
 //       what a pipe held when the tunnel ended was not delivered and is not
 //       counted.
@@ -29,6 +32,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -52,44 +56,14 @@ constexpr int kPipeBytes = 256 * 1024;
 /// the pipe side from blocking (the sockets are non-blocking already).
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
-/// A pipe, closed with it; `ok()` false when pipe2 failed (out of
-/// descriptors, usually).
-class Pipe {
- public:
-  Pipe() {
-    int fds[2];
-    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-      error_ = errno;
-      return;
-    }
-    read_ = fds[0];
-    write_ = fds[1];
-    ::fcntl(write_, F_SETPIPE_SZ, kPipeBytes);  // best effort, see kPipeBytes
-  }
-  ~Pipe() {
-    if (read_ >= 0) ::close(read_);
-    if (write_ >= 0) ::close(write_);
-  }
-  Pipe(const Pipe&) = delete;
-  Pipe& operator=(const Pipe&) = delete;
-
-  bool ok() const { return read_ >= 0; }
-  int error() const { return error_; }
-  int read_end() const { return read_; }
-  int write_end() const { return write_; }
-
- private:
-  int read_ = -1, write_ = -1;
-  int error_ = 0;
-};
-
-/// What one splice(2) call did.
-enum class Step { Moved, WouldBlock, End, Unsupported, Failed };
+/// What one step of a direction did: a splice(2) call, or (Copied) a read
+/// and write through a buffer when no pipe could be had (NoPipe).
+enum class Step { Moved, Copied, WouldBlock, End, Unsupported, NoPipe, Failed };
 
 struct Spliced {
   Step step;
   std::size_t bytes = 0;
-  int error = 0;  // errno, for Unsupported and Failed
+  int error = 0;  // errno, for Unsupported, NoPipe and Failed
 };
 
 Spliced splice_once(int in, int out, std::size_t len) {
@@ -106,19 +80,31 @@ Spliced splice_once(int in, int out, std::size_t len) {
 
 /// One direction of the tunnel: `from` → pipe → `to`.
 struct Direction {
-  Direction(tcp::socket& from_socket, tcp::socket& to_socket, std::uint64_t& written)
-      : from(from_socket), to(to_socket), bytes(written) {}
+  Direction(tcp::socket& from_socket, tcp::socket& to_socket, std::uint64_t& written, PipePool& pool)
+      : from(from_socket), to(to_socket), bytes(written), pipes(pool) {}
 
   tcp::socket& from;
   tcp::socket& to;
   std::uint64_t& bytes;
+  PipePool& pipes;
   Pipe pipe;
   std::size_t held = 0;  // invariant (1)
 
   Spliced fill() {
+    if (!pipe.ok()) pipe = pipes.take();
+    if (!pipe.ok()) return {Step::NoPipe, 0, pipe.error()};
     const auto result = splice_once(from.native_handle(), pipe.write_end(), kPipeBytes);
-    if (result.step == Step::Moved) held = result.bytes;
+    if (result.step == Step::Moved) {
+      held = result.bytes;
+    } else {
+      release();
+    }
     return result;
+  }
+
+  /// Invariant (1): only an empty pipe goes back.
+  void release() {
+    if (held == 0 && pipe.ok()) pipes.give(std::move(pipe));
   }
 
   void close_both() {
@@ -132,10 +118,11 @@ struct Direction {
   void give_back(beast::flat_buffer& buffer) {
     while (held > 0) {
       const auto n = ::read(pipe.read_end(), buffer.prepare(held).data(), held);
-      if (n <= 0) break;  // cannot happen: the pipe holds `held` bytes
+      if (n <= 0) return;  // cannot happen: the pipe holds `held` bytes
       buffer.commit(static_cast<std::size_t>(n));
       held -= static_cast<std::size_t>(n);
     }
+    release();
   }
 };
 
@@ -152,7 +139,21 @@ asio::awaitable<bool> drain(Direction& d) {
     auto [ec] = co_await d.to.async_wait(tcp::socket::wait_write, use_nothrow);
     if (ec) co_return false;
   }
+  d.release();
   co_return true;
+}
+
+/// A step without a pipe (none could be made: descriptors ran out while
+/// the tunnel was open): one read and one write through a buffer, as the
+/// copy pump does. Copied, End (EOF) or Failed.
+asio::awaitable<Spliced> copy_once(Direction& d, Clock::time_point& last_activity) {
+  std::array<char, kRelayBufferBytes> buffer;
+  auto [read_ec, n] = co_await d.from.async_read_some(asio::buffer(buffer), use_nothrow);
+  if (read_ec) co_return Spliced{read_ec == asio::error::eof ? Step::End : Step::Failed};
+  last_activity = Clock::now();
+  auto [write_ec, written] = co_await asio::async_write(d.to, asio::buffer(buffer.data(), n), use_nothrow);
+  d.bytes += written;
+  co_return Spliced{write_ec ? Step::Failed : Step::Copied};
 }
 
 /// One direction until EOF (then `to` is shut down for sending and the
@@ -160,6 +161,7 @@ asio::awaitable<bool> drain(Direction& d) {
 /// what the probe's fill did.
 asio::awaitable<void> splice_pump(Direction& d, Spliced first, Clock::time_point& last_activity) {
   for (auto result = first;; result = d.fill()) {
+    if (result.step == Step::NoPipe) result = co_await copy_once(d, last_activity);
     switch (result.step) {
       case Step::Moved:
         last_activity = Clock::now();
@@ -167,6 +169,8 @@ asio::awaitable<void> splice_pump(Direction& d, Spliced first, Clock::time_point
           d.close_both();
           co_return;
         }
+        break;
+      case Step::Copied:
         break;
       case Step::WouldBlock: {
         auto [ec] = co_await d.from.async_wait(tcp::socket::wait_read, use_nothrow);
@@ -182,6 +186,7 @@ asio::awaitable<void> splice_pump(Direction& d, Spliced first, Clock::time_point
         co_return;
       }
       case Step::Unsupported:
+      case Step::NoPipe:
       case Step::Failed:
         d.close_both();
         co_return;
@@ -209,10 +214,54 @@ void warn_copy_relay(const char* why, int error) {
 
 }  // namespace
 
+Pipe Pipe::open() {
+  Pipe pipe;
+  int fds[2];
+  if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+    pipe.error_ = errno;
+    return pipe;
+  }
+  pipe.read_ = fds[0];
+  pipe.write_ = fds[1];
+  ::fcntl(pipe.write_, F_SETPIPE_SZ, kPipeBytes);  // best effort, see kPipeBytes
+  return pipe;
+}
+
+Pipe::Pipe(Pipe&& other) noexcept
+    : read_(std::exchange(other.read_, -1)), write_(std::exchange(other.write_, -1)), error_(other.error_) {}
+
+Pipe& Pipe::operator=(Pipe&& other) noexcept {
+  if (this != &other) {
+    close();
+    read_ = std::exchange(other.read_, -1);
+    write_ = std::exchange(other.write_, -1);
+    error_ = other.error_;
+  }
+  return *this;
+}
+
+Pipe::~Pipe() { close(); }
+
+void Pipe::close() {
+  if (read_ >= 0) ::close(std::exchange(read_, -1));
+  if (write_ >= 0) ::close(std::exchange(write_, -1));
+}
+
+Pipe PipePool::take() {
+  if (free_.empty()) return Pipe::open();
+  Pipe pipe = std::move(free_.back());
+  free_.pop_back();
+  return pipe;
+}
+
+void PipePool::give(Pipe pipe) {
+  if (pipe.ok() && free_.size() < keep_) free_.push_back(std::move(pipe));
+}
+
 asio::awaitable<bool> relay_tcp_tunnel(beast::tcp_stream& client, beast::flat_buffer& client_buffer,
                                        beast::tcp_stream& upstream, beast::flat_buffer& upstream_buffer,
                                        std::uint64_t& bytes_up, std::uint64_t& bytes_down,
-                                       std::chrono::milliseconds idle, admin::Metrics& metrics) {
+                                       std::chrono::milliseconds idle, PipePool& pipes, admin::Metrics& metrics) {
   client.expires_never();
   upstream.expires_never();
   if (!co_await send_read_ahead(client, client_buffer, upstream, upstream_buffer, bytes_up, bytes_down)) {
@@ -226,20 +275,21 @@ asio::awaitable<bool> relay_tcp_tunnel(beast::tcp_stream& client, beast::flat_bu
     metrics.count_tunnel_relay(admin::Metrics::TunnelRelay::Copy);
     return pump_both_ways(a, b, bytes_up, bytes_down, idle);
   };
-  Direction up{a, b, bytes_up}, down{b, a, bytes_down};
-  if (!up.pipe.ok() || !down.pipe.ok()) co_return co_await copy("pipe2", up.pipe.ok() ? down.pipe.error() : up.pipe.error());
   for (auto* socket : {&a, &b}) {
     if (const auto ec = make_non_blocking(*socket)) co_return co_await copy("O_NONBLOCK", ec.value());
   }
+  Direction up{a, b, bytes_up, pipes}, down{b, a, bytes_down, pipes};
   const auto first_up = up.fill();
-  if (first_up.step == Step::Unsupported) co_return co_await copy("splice", first_up.error);
+  if (first_up.step == Step::Unsupported || first_up.step == Step::NoPipe) {
+    co_return co_await copy(first_up.step == Step::NoPipe ? "pipe2" : "splice", first_up.error);
+  }
   const auto first_down = down.fill();
-  if (first_down.step == Step::Unsupported) {
+  if (first_down.step == Step::Unsupported || first_down.step == Step::NoPipe) {
     up.give_back(client_buffer);
     if (!co_await send_read_ahead(client, client_buffer, upstream, upstream_buffer, bytes_up, bytes_down)) {
       co_return false;
     }
-    co_return co_await copy("splice", first_down.error);
+    co_return co_await copy(first_down.step == Step::NoPipe ? "pipe2" : "splice", first_down.error);
   }
   metrics.count_tunnel_relay(admin::Metrics::TunnelRelay::Splice);
 

@@ -2,7 +2,8 @@
 // connections: bytes both ways arrive whole and in order and are counted
 // exactly, what was read ahead goes first, a FIN half-closes, an idle
 // tunnel is closed, and without pipes (no descriptors left) the copy relay
-// does the same job. The relay's counter says which path ran.
+// does the same job, for the whole tunnel or for the steps of a direction
+// that can get no pipe mid-tunnel. The relay's counter says which path ran.
 #include <catch2/catch.hpp>
 
 #include <sys/resource.h>
@@ -44,8 +45,9 @@ struct Tunnel {
   beast::flat_buffer client_buffer, upstream_buffer;
   std::uint64_t bytes_up = 0, bytes_down = 0;
   std::optional<bool> idled;
+  PipePool pipes;
 
-  Tunnel() {
+  explicit Tunnel(std::size_t keep_pipes = 16) : pipes(keep_pipes) {
     std::signal(SIGPIPE, SIG_IGN);  // as serve does: splice_relay.h
     tcp::acceptor acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0});
     worker.connect(acceptor.local_endpoint());
@@ -64,7 +66,7 @@ struct Tunnel {
 
 asio::awaitable<void> relay(Tunnel& t, std::chrono::milliseconds idle) {
   t.idled = co_await relay_tcp_tunnel(t.client, t.client_buffer, t.server, t.upstream_buffer, t.bytes_up,
-                                      t.bytes_down, idle, t.metrics);
+                                      t.bytes_down, idle, t.pipes, t.metrics);
 }
 
 asio::awaitable<void> send(tcp::socket& socket, std::string data) {
@@ -88,6 +90,35 @@ asio::awaitable<void> read_to_end(tcp::socket& socket, std::string& into) {
 asio::awaitable<void> read_then_answer(tcp::socket& socket, std::string& into, std::string reply) {
   co_await read_to_end(socket, into);
   co_await send_then_fin(socket, reply);
+}
+
+/// Leaves no descriptor to allocate: the limit is set to the lowest free
+/// one, so every one below it is in use. Returns the limit to restore.
+rlimit starve_descriptors() {
+  const int lowest_free = ::dup(0);
+  REQUIRE(lowest_free >= 0);
+  ::close(lowest_free);
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(lowest_free);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  return saved;
+}
+
+/// "first" goes through a pipe; then no pipe can be made (the pool keeps
+/// none, and no descriptor is left), and the rest of the tunnel, both
+/// ways, is copied step by step.
+asio::awaitable<void> starve_mid_tunnel(Tunnel& t, std::string& up, std::string& down) {
+  co_await send(t.worker, "first");
+  up.assign(5, '\0');
+  co_await asio::async_read(t.upstream, asio::buffer(up), use_nothrow);
+  const auto saved = starve_descriptors();
+  co_await send_then_fin(t.worker, "second");
+  co_await read_to_end(t.upstream, up);  // appends
+  co_await send_then_fin(t.upstream, "answer");
+  co_await read_to_end(t.worker, down);
+  ::setrlimit(RLIMIT_NOFILE, &saved);
 }
 
 void bulk_both_ways(Tunnel& t) {
@@ -178,18 +209,39 @@ TEST_CASE("a tunnel that moved bytes then went silent is closed after the idle t
 
 TEST_CASE("without descriptors for the pipes the copy relay runs, with the same bytes and counts", "[proxy]") {
   Tunnel t;
-  // The lowest free descriptor: every one below it is in use, so a limit
-  // there leaves pipe2 nothing to allocate (the sockets exist already).
-  const int lowest_free = ::dup(0);
-  REQUIRE(lowest_free >= 0);
-  ::close(lowest_free);
-  rlimit saved{};
-  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
-  rlimit low = saved;
-  low.rlim_cur = static_cast<rlim_t>(lowest_free);
-  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  const auto saved = starve_descriptors();
   bulk_both_ways(t);
   ::setrlimit(RLIMIT_NOFILE, &saved);
   CHECK(t.counter("splice") == "0");
   CHECK(t.counter("copy") == "1");
+}
+
+TEST_CASE("a direction that can get no pipe mid-tunnel copies its steps, every byte counted", "[proxy]") {
+  Tunnel t(0);  // the pool keeps no pipe
+  std::string got_up, got_down;
+  asio::co_spawn(t.ioc, relay(t, 10s), asio::detached);
+  asio::co_spawn(t.ioc, starve_mid_tunnel(t, got_up, got_down), asio::detached);
+  t.ioc.run();
+  CHECK(t.idled == false);
+  CHECK(got_up == "firstsecond");
+  CHECK(got_down == "answer");
+  CHECK(t.bytes_up == 11);
+  CHECK(t.bytes_down == 6);
+  CHECK(t.counter("splice") == "1");
+  CHECK(t.counter("copy") == "0");
+}
+
+TEST_CASE("a tunnel gives its empty pipes back to the pool", "[proxy]") {
+  Tunnel t;
+  std::string got_up;
+  asio::co_spawn(t.ioc, relay(t, 200ms), asio::detached);
+  asio::co_spawn(t.ioc, send(t.worker, "hello"), asio::detached);
+  asio::co_spawn(t.ioc, read_to_end(t.upstream, got_up), asio::detached);
+  t.ioc.run();
+  REQUIRE(got_up == "hello");
+  // With no descriptor left, a take can only be served from the pool.
+  const auto saved = starve_descriptors();
+  auto pipe = t.pipes.take();
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  CHECK(pipe.ok());
 }
