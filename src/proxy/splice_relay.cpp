@@ -15,11 +15,13 @@
 //   (2) `bytes` counts what was written to `to`, as the copy pump counts:
 //       what a pipe held when the tunnel ended was not delivered and is not
 //       counted.
-//   (3) Asio's epoll reactor is edge-triggered, and a readiness wait
-//       (allow_speculative is off for async_wait) ends on the next edge. A
-//       wait starts only right after splice said EAGAIN, in the same handler
-//       on the worker's one thread (Worker::ioc runs on one thread), so no
-//       epoll_wait can consume the edge in between.
+//   (3) No readiness is missed. A wait starts only right after splice said
+//       EAGAIN, in the same handler on the worker's one thread (Worker::ioc
+//       runs on one thread); and Asio starts a readiness wait (async_wait)
+//       with EPOLL_CTL_MOD, which reports readiness present at that moment
+//       even though its epoll is edge-triggered. That costs one epoll_ctl
+//       per wait, still far fewer calls than the copy relay's
+//       (docs/performance.md, "Zero-copy tunnels").
 //   (4) Nothing is consumed before the choice between splice and copy is
 //       final: a probe that finds splice unsupported has read nothing, and
 //       what an earlier probe of the other direction put in its pipe is
