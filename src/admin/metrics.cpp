@@ -152,6 +152,10 @@ ProbeGuard Metrics::track_tunnel() {
   return ProbeGuard([this] { active_tunnels_.fetch_sub(1, std::memory_order_relaxed); });
 }
 
+void Metrics::count_tunnel_relay(TunnelRelay relay) {
+  tunnel_relays_[static_cast<std::size_t>(relay)].fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::count_yielded_connection() { yielded_connections_.fetch_add(1, std::memory_order_relaxed); }
 
 void Metrics::count_cert_cache(bool hit) {
@@ -329,6 +333,10 @@ void Metrics::write_family(std::string& out, const MetricInfo& info, const Serve
       break;
     case MetricId::AuditReplicationFailures:
       if (a.replication) sample(out, name, {}, a.replication->failures);
+      break;
+    case MetricId::TunnelsRelayed:
+      sample(out, name, {"relay", "splice"}, load(tunnel_relays_[static_cast<std::size_t>(TunnelRelay::Splice)]));
+      sample(out, name, {"relay", "copy"}, load(tunnel_relays_[static_cast<std::size_t>(TunnelRelay::Copy)]));
       break;
     case MetricId::ConnectionsYielded: sample(out, name, {}, load(yielded_connections_)); break;
     case MetricId::TlsCertCacheHits: sample(out, name, {}, load(cert_hits_)); break;

@@ -259,17 +259,13 @@ inline std::string idle_text(std::chrono::milliseconds idle) {
   return "tunnel idle for " + std::to_string(idle.count()) + " ms";
 }
 
-/// Relays both ways between the worker and the upstream (a CONNECT tunnel,
-/// or a connection after 101 Switching Protocols) until both directions
-/// end or nothing moves for `idle`; true when it was the idle timeout.
-/// What either side sent ahead (still in its buffer) goes first.
+/// Sends what either side sent ahead (still in its buffer) to the other:
+/// the first bytes of a tunnel, read with the CONNECT head or the
+/// ClientHello. False when a write failed (the tunnel is over).
 template <class Client, class Upstream>
-asio::awaitable<bool> relay_both_ways(Client& client, beast::flat_buffer& client_buffer, Upstream& upstream,
+asio::awaitable<bool> send_read_ahead(Client& client, beast::flat_buffer& client_buffer, Upstream& upstream,
                                       beast::flat_buffer& upstream_buffer, std::uint64_t& bytes_up,
-                                      std::uint64_t& bytes_down, std::chrono::milliseconds idle,
-                                      admin::Metrics& metrics) {
-  beast::get_lowest_layer(client).expires_never();
-  beast::get_lowest_layer(upstream).expires_never();
+                                      std::uint64_t& bytes_down) {
   if (client_buffer.size() > 0) {
     auto [ec, n] = co_await asio::async_write(upstream, client_buffer.data(), use_nothrow);
     bytes_up += n;
@@ -282,14 +278,39 @@ asio::awaitable<bool> relay_both_ways(Client& client, beast::flat_buffer& client
     upstream_buffer.consume(upstream_buffer.size());
     if (ec) co_return false;
   }
+  co_return true;
+}
+
+/// The two pumps and the idle watchdog between `a` (the worker's side) and
+/// `b`; true when it was the idle timeout.
+template <class A, class B>
+asio::awaitable<bool> pump_both_ways(A& a, B& b, std::uint64_t& bytes_up, std::uint64_t& bytes_down,
+                                     std::chrono::milliseconds idle) {
   using namespace asio::experimental::awaitable_operators;
-  const auto active = metrics.track_tunnel();
   auto last_activity = std::chrono::steady_clock::now();
-  auto& a = pumpable(client);
-  auto& b = pumpable(upstream);
   auto result = co_await ((pump(a, b, bytes_up, last_activity) && pump(b, a, bytes_down, last_activity)) ||
                           idle_watchdog(last_activity, idle, socket_of(a), socket_of(b)));
   co_return result.index() == 1 && std::get<1>(result);
+}
+
+/// Relays both ways between the worker and the upstream (a CONNECT tunnel,
+/// or a connection after 101 Switching Protocols) until both directions
+/// end or nothing moves for `idle`; true when it was the idle timeout.
+/// What either side sent ahead (still in its buffer) goes first.
+/// A plain TCP CONNECT tunnel goes through relay_tcp_tunnel
+/// (splice_relay.h) instead, which falls back to this.
+template <class Client, class Upstream>
+asio::awaitable<bool> relay_both_ways(Client& client, beast::flat_buffer& client_buffer, Upstream& upstream,
+                                      beast::flat_buffer& upstream_buffer, std::uint64_t& bytes_up,
+                                      std::uint64_t& bytes_down, std::chrono::milliseconds idle,
+                                      admin::Metrics& metrics) {
+  beast::get_lowest_layer(client).expires_never();
+  beast::get_lowest_layer(upstream).expires_never();
+  if (!co_await send_read_ahead(client, client_buffer, upstream, upstream_buffer, bytes_up, bytes_down)) {
+    co_return false;
+  }
+  const auto active = metrics.track_tunnel();
+  co_return co_await pump_both_ways(pumpable(client), pumpable(upstream), bytes_up, bytes_down, idle);
 }
 
 }  // namespace egress::proxy

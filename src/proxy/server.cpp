@@ -24,6 +24,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <csignal>
 #include <filesystem>
 #include <thread>
 
@@ -320,6 +321,10 @@ int serve(const config::ServeConfig& config, const PolicyLoader& load_policy, au
     for (const auto& load : shared.thread_connections) state.thread_connections.push_back(load.load());
     return state;
   });
+  // A write to a socket whose peer is gone must fail with EPIPE, not kill
+  // the process: Asio's sends pass MSG_NOSIGNAL, but splice(2) into a
+  // socket (plain tunnels, splice_relay.h) cannot.
+  std::signal(SIGPIPE, SIG_IGN);
   Control control(shared, workers, load_policy, load_secrets);  // signal handlers first
   for (auto& worker : workers) {
     asio::co_spawn(worker->ioc, accept_loop(*worker, workers), asio::detached);

@@ -12,6 +12,7 @@
 #include "proxy/http_rules.h"
 #include "proxy/inspect.h"
 #include "proxy/relay.h"
+#include "proxy/splice_relay.h"
 #include "proxy/upstream_pool.h"
 
 namespace egress::proxy {
@@ -228,8 +229,11 @@ asio::awaitable<void> Session::serve_tunnel(Attempt& attempt, const RequestTarge
   }
   auto upstream = route_.take();
   const auto idle = worker_.shared.config.limits.tunnel_idle_timeout;
-  const bool idled = co_await relay_both_ways(client_, client_buffer_, upstream->stream(), upstream->buffer(),
-                                              outcome.bytes_up, outcome.bytes_down, idle, worker_.metrics);
+  // Past the SNI check egress reads nothing of a plain tunnel: the kernel
+  // moves its bytes (splice_relay.h).
+  const bool idled = co_await relay_tcp_tunnel(client_, client_buffer_, upstream->stream(), upstream->buffer(),
+                                               outcome.bytes_up, outcome.bytes_down, idle, worker_.pipes,
+                                               worker_.metrics);
   if (idled) outcome.error = idle_text(idle);
 }
 

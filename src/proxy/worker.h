@@ -24,6 +24,7 @@
 #include "egress/secrets/secrets.h"
 #include "proxy/attempt.h"
 #include "proxy/connection_limits.h"
+#include "proxy/splice_relay.h"
 #include "proxy/upstream_pool.h"
 #include "egress/tls/cert_cache.h"
 #include "egress/tls/inspection.h"
@@ -109,6 +110,8 @@ struct Worker {
   /// after ioc, so their sockets close before the io_context goes.
   UpstreamTcpPool upstream_tcp{shared.config.tls.upstream_pool_size, shared.config.tls.upstream_pool_idle};
   UpstreamTlsPool upstream_tls{shared.config.tls.upstream_pool_size, shared.config.tls.upstream_pool_idle};
+  /// Empty pipes for this thread's spliced tunnels (splice_relay.h).
+  PipePool pipes;
 };
 
 }  // namespace egress::proxy

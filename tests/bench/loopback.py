@@ -1,7 +1,7 @@
 """What the small benches share: free loopback ports, waiting for a
 listener, stopping what they started, and a loopback setup of nginx
 answering "ok" behind an egress that allows allowed.test (127.0.0.1).
-Used by thread_balance.py, syscalls.py and inspect_bench.py."""
+Used by thread_balance.py, syscalls.py, inspect_bench.py and tunnel_bulk.py."""
 import os
 import signal
 import socket
@@ -93,10 +93,11 @@ def start_nginx(work, http_port, https_port=None):
     return nginx
 
 
-def start_egress(binary, work, admin="off"):
-    """`binary serve` with POLICY and CONFIG on a free port, 2 threads, its
-    own audit file in `work`: (process, port). The caller stops it."""
-    for name, text in (("policy.yaml", POLICY), ("egress.yaml", CONFIG)):
+def start_egress(binary, work, admin="off", policy=POLICY, config=CONFIG):
+    """`binary serve` with `policy` and `config` (POLICY and CONFIG unless
+    given) on a free port, 2 threads, its own audit file in `work`:
+    (process, port). The caller stops it."""
+    for name, text in (("policy.yaml", policy), ("egress.yaml", config)):
         with open(os.path.join(work, name), "w") as f:
             f.write(text)
     port = free_port()

@@ -52,6 +52,9 @@ enum class MetricType { Counter, Gauge, Histogram };
   X(ThreadConnections, Gauge, "proxy_thread_connections", "thread",                                             \
     "Open worker connections per proxy thread (each new one goes to the thread with the fewest)")               \
   X(ActiveTunnels, Gauge, "proxy_active_tunnels", "", "CONNECT tunnels currently relaying")                      \
+  X(TunnelsRelayed, Counter, "proxy_tunnels_relayed_total", "relay",                                            \
+    "Plain CONNECT tunnels by how their bytes were relayed: splice (the kernel moves them through a pipe) or "   \
+    "copy (read and written through a buffer, where splice is not possible)")                                   \
   X(ConnectionsYielded, Counter, "proxy_connections_yielded_total", "",                                          \
     "Idle worker connections closed at a connection limit to give their place to a new one")                    \
   X(BytesUp, Counter, "proxy_bytes_up_total", "", "Bytes sent from workers to upstreams (at attempt close)")    \
@@ -171,6 +174,10 @@ class Metrics {
   /// Counts a relaying CONNECT tunnel as active until the guard goes.
   [[nodiscard]] ProbeGuard track_tunnel();
 
+  /// How a plain CONNECT tunnel relays its bytes (proxy/splice_relay.h).
+  enum class TunnelRelay { Splice, Copy };
+  void count_tunnel_relay(TunnelRelay relay);
+
   /// One leaf certificate lookup of an inspected tunnel.
   void count_cert_cache(bool hit);
   /// An idle connection gave its place to a new one at a connection limit.
@@ -239,6 +246,7 @@ class Metrics {
   Counter dns_hits_{0}, dns_misses_{0};
   Counter cert_hits_{0}, cert_misses_{0};
   Counter yielded_connections_{0};
+  std::array<Counter, 2> tunnel_relays_{};  // TunnelRelay
   std::array<Counter, 2> tls_failures_{};  // TlsStage
   std::array<Counter, 4> upstream_connections_{};  // UpstreamKind × UpstreamSource
   std::array<Counter, kDnsStatuses> dns_lookups_{};
