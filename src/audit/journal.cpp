@@ -40,7 +40,15 @@ std::uint64_t fnv1a(std::string_view bytes) {
 
 template <class Unsigned>
 void put(std::string& out, Unsigned value) {
-  for (std::size_t i = 0; i < sizeof(Unsigned); ++i) out += static_cast<char>((value >> (8 * i)) & 0xff);
+  char bytes[sizeof(Unsigned)];
+  for (std::size_t i = 0; i < sizeof(Unsigned); ++i) bytes[i] = static_cast<char>((value >> (8 * i)) & 0xff);
+  out.append(bytes, sizeof bytes);
+}
+
+// The little-endian bytes of `value` at `at` in `out` (already that long).
+template <class Unsigned>
+void put_at(std::string& out, std::size_t at, Unsigned value) {
+  for (std::size_t i = 0; i < sizeof(Unsigned); ++i) out[at + i] = static_cast<char>((value >> (8 * i)) & 0xff);
 }
 
 // Reads an unsigned little-endian value at `at`, advancing it; false if
@@ -94,26 +102,26 @@ std::string os_error(std::string_view what, const std::string& path, int error) 
 }  // namespace
 
 std::string encode_record(const std::vector<Value>& values) {
-  std::string payload;
-  payload.reserve(256);
-  put(payload, static_cast<std::uint16_t>(values.size()));
+  // The payload is written after room for the header, which is filled in
+  // last: one string, no copy.
+  std::string record(kHeaderBytes, '\0');
+  record.reserve(512);
+  put(record, static_cast<std::uint16_t>(values.size()));
   for (const Value& value : values) {
     if (const auto* i = std::get_if<std::int64_t>(&value)) {
-      payload += static_cast<char>(kInteger);
-      put(payload, static_cast<std::uint64_t>(*i));
+      record += static_cast<char>(kInteger);
+      put(record, static_cast<std::uint64_t>(*i));
     } else if (const auto* s = std::get_if<std::string>(&value)) {
-      payload += static_cast<char>(kText);
-      put(payload, static_cast<std::uint32_t>(s->size()));
-      payload += *s;
+      record += static_cast<char>(kText);
+      put(record, static_cast<std::uint32_t>(s->size()));
+      record += *s;
     } else {
-      payload += static_cast<char>(kNull);
+      record += static_cast<char>(kNull);
     }
   }
-  std::string record;
-  record.reserve(kHeaderBytes + payload.size());
-  put(record, static_cast<std::uint32_t>(payload.size()));
-  put(record, fnv1a(payload));
-  record += payload;
+  const std::string_view payload = std::string_view(record).substr(kHeaderBytes);
+  put_at(record, 0, static_cast<std::uint32_t>(payload.size()));
+  put_at(record, 4, fnv1a(payload));
   return record;
 }
 
