@@ -45,11 +45,10 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <memory>
 #include <string>
 #include <thread>
 #include <unordered_map>
-#include <memory>
-#include <thread>
 #include <vector>
 
 #include "audit/checkpointer.h"
