@@ -249,8 +249,14 @@ void Pipe::close() {
   if (write_ >= 0) ::close(std::exchange(write_, -1));
 }
 
+Pipe Pipe::failed(int error) {
+  Pipe pipe;
+  pipe.error_ = error;
+  return pipe;
+}
+
 Pipe PipePool::take() {
-  if (free_.empty()) return Pipe::open();
+  if (free_.empty()) return open_ ? open_(context_) : Pipe::open();
   Pipe pipe = std::move(free_.back());
   free_.pop_back();
   return pipe;

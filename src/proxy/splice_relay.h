@@ -40,6 +40,8 @@ class Pipe {
  public:
   Pipe() = default;
   static Pipe open();
+  /// An empty pipe that failed with `error` (what pipe2 would say).
+  static Pipe failed(int error);
   Pipe(Pipe&& other) noexcept;
   Pipe(const Pipe&) = delete;
   Pipe& operator=(const Pipe&) = delete;
@@ -68,7 +70,13 @@ class Pipe {
 /// no F_SETPIPE_SZ. Keeps at most `keep` pipes; not thread-safe.
 class PipePool {
  public:
-  explicit PipePool(std::size_t keep = 16) : keep_(keep) {}
+  /// `open` makes a new pipe when the pool has none: Pipe::open, or in
+  /// tests one that fails as pipe2 does without descriptors (starving the
+  /// real process of them would also starve the sanitizers' runtime,
+  /// which checks memory through a pipe of its own).
+  using Opener = Pipe (*)(void* context);
+  explicit PipePool(std::size_t keep = 16, Opener open = nullptr, void* context = nullptr)
+      : keep_(keep), open_(open), context_(context) {}
   /// An empty pipe from the pool, or a new one (check ok()).
   Pipe take();
   /// Back into the pool if it has room, else closed. Only empty pipes.
@@ -76,6 +84,8 @@ class PipePool {
 
  private:
   std::size_t keep_;
+  Opener open_;
+  void* context_;
   std::vector<Pipe> free_;
 };
 

@@ -1,14 +1,15 @@
 // The plain tunnel relay (splice_relay.h) between two real loopback TCP
 // connections: bytes both ways arrive whole and in order and are counted
 // exactly, what was read ahead goes first, a FIN half-closes, an idle
-// tunnel is closed, and without pipes (no descriptors left) the copy relay
+// tunnel is closed, and without pipes (new ones failing as pipe2 does
+// with no descriptors left, through the pool's opener) the copy relay
 // does the same job, for the whole tunnel or for the steps of a direction
 // that can get no pipe mid-tunnel. The relay's counter says which path ran.
 #include <catch2/catch.hpp>
 
-#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <optional>
 #include <string>
@@ -45,9 +46,14 @@ struct Tunnel {
   beast::flat_buffer client_buffer, upstream_buffer;
   std::uint64_t bytes_up = 0, bytes_down = 0;
   std::optional<bool> idled;
+  bool no_pipes = false;  // new pipes fail with EMFILE, as without descriptors
   PipePool pipes;
 
-  explicit Tunnel(std::size_t keep_pipes = 16) : pipes(keep_pipes) {
+  static Pipe open_pipe(void* tunnel) {
+    return static_cast<Tunnel*>(tunnel)->no_pipes ? Pipe::failed(EMFILE) : Pipe::open();
+  }
+
+  explicit Tunnel(std::size_t keep_pipes = 16) : pipes(keep_pipes, &Tunnel::open_pipe, this) {
     std::signal(SIGPIPE, SIG_IGN);  // as serve does: splice_relay.h
     tcp::acceptor acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0});
     worker.connect(acceptor.local_endpoint());
@@ -92,33 +98,18 @@ asio::awaitable<void> read_then_answer(tcp::socket& socket, std::string& into, s
   co_await send_then_fin(socket, reply);
 }
 
-/// Leaves no descriptor to allocate: the limit is set to the lowest free
-/// one, so every one below it is in use. Returns the limit to restore.
-rlimit starve_descriptors() {
-  const int lowest_free = ::dup(0);
-  REQUIRE(lowest_free >= 0);
-  ::close(lowest_free);
-  rlimit saved{};
-  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
-  rlimit low = saved;
-  low.rlim_cur = static_cast<rlim_t>(lowest_free);
-  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
-  return saved;
-}
-
 /// "first" goes through a pipe; then no pipe can be made (the pool keeps
-/// none, and no descriptor is left), and the rest of the tunnel, both
-/// ways, is copied step by step.
+/// none, and new ones fail as without descriptors), and the rest of the
+/// tunnel, both ways, is copied step by step.
 asio::awaitable<void> starve_mid_tunnel(Tunnel& t, std::string& up, std::string& down) {
   co_await send(t.worker, "first");
   up.assign(5, '\0');
   co_await asio::async_read(t.upstream, asio::buffer(up), use_nothrow);
-  const auto saved = starve_descriptors();
+  t.no_pipes = true;
   co_await send_then_fin(t.worker, "second");
   co_await read_to_end(t.upstream, up);  // appends
   co_await send_then_fin(t.upstream, "answer");
   co_await read_to_end(t.worker, down);
-  ::setrlimit(RLIMIT_NOFILE, &saved);
 }
 
 void bulk_both_ways(Tunnel& t) {
@@ -209,9 +200,8 @@ TEST_CASE("a tunnel that moved bytes then went silent is closed after the idle t
 
 TEST_CASE("without descriptors for the pipes the copy relay runs, with the same bytes and counts", "[proxy]") {
   Tunnel t;
-  const auto saved = starve_descriptors();
+  t.no_pipes = true;
   bulk_both_ways(t);
-  ::setrlimit(RLIMIT_NOFILE, &saved);
   CHECK(t.counter("splice") == "0");
   CHECK(t.counter("copy") == "1");
 }
@@ -239,9 +229,7 @@ TEST_CASE("a tunnel gives its empty pipes back to the pool", "[proxy]") {
   asio::co_spawn(t.ioc, read_to_end(t.upstream, got_up), asio::detached);
   t.ioc.run();
   REQUIRE(got_up == "hello");
-  // With no descriptor left, a take can only be served from the pool.
-  const auto saved = starve_descriptors();
-  auto pipe = t.pipes.take();
-  ::setrlimit(RLIMIT_NOFILE, &saved);
-  CHECK(pipe.ok());
+  // With new pipes failing, a take can only be served from the pool.
+  t.no_pipes = true;
+  CHECK(t.pipes.take().ok());
 }
