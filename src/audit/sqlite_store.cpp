@@ -253,8 +253,10 @@ void SqliteAuditStore::note_journal_failure(const std::string& error) {
 bool SqliteAuditStore::append(Event&& event, CommitCallback&& done) {
   std::uint64_t drops_to_log = 0;
   // Nothing is journaled that will not be queued: an event refused here is
-  // not recorded anywhere (the proxy refuses its connection).
-  if (healthy_.load() && queue_room_.load(std::memory_order_relaxed)) {
+  // not recorded anywhere (the proxy refuses its connection). A failing
+  // commit does not refuse by itself: the journal makes the event durable,
+  // the writer keeps retrying, and the queue limit bounds what waits.
+  if (queue_room_.load(std::memory_order_relaxed)) {
     std::vector<Value> values = row_values(event);
     Journal& journal = this_threads_journal();
     std::uint64_t seq = 0;

@@ -10,8 +10,10 @@
 //
 //   There is no "stopped on error" state: a failed batch is kept and tried
 //   again every kRetryInterval, so a store whose disk filled up heals as
-//   soon as a commit goes through. While Unhealthy new events are refused,
-//   so the proxy refuses new connections (invariant 2).
+//   soon as a commit goes through. New events are refused (and the proxy
+//   refuses their connections, invariant 2) while the journal refuses
+//   appends or the queue is full; a failing commit alone refuses nothing,
+//   since the journal holds what waits.
 //
 // INVARIANTS (check_invariants() asserts the countable ones, with mu_ held):
 //

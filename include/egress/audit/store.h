@@ -8,10 +8,11 @@
 // sends nothing upstream until it has returned true (Sync::Normal), or until
 // record(event, done) has run `done(true)` after the fsynced commit
 // (Sync::Full, waits_for_commit()). When the journal cannot be written
-// (disk full, less than the reserve free) or a commit fails, the store
-// reports unhealthy and refuses new events (fail closed); a failed batch is
-// kept and tried again, so nothing journaled is lost and the store heals by
-// itself when the disk has room again. A start after a crash ingests what
+// (disk full, less than the reserve free) the store refuses new events
+// (fail closed) and reports unhealthy. When a commit fails it reports
+// unhealthy too, keeps the batch and tries it again; new events are still
+// taken while the journal makes them durable, up to the queue limit. So
+// nothing journaled is lost and the store heals by itself.
 // the journals hold that the database does not.
 #pragma once
 
@@ -73,7 +74,7 @@ struct StoreStats {
   std::uint64_t committed_events = 0;
   std::uint64_t commits = 0;
   std::uint64_t commit_failures = 0;
-  std::uint64_t dropped_events = 0;  // refused: queue full, store unhealthy or journal unwritable
+  std::uint64_t dropped_events = 0;  // refused: queue full or journal unwritable
   double last_commit_ms = 0;
 };
 
@@ -88,8 +89,8 @@ class AuditStore {
 
   /// Journals and queues `event`. True: it survives a crash of egress from
   /// now on (the journal holds it). False: it is not recorded at all (the
-  /// store is unhealthy, the journal cannot be written, or the queue is
-  /// full). Never blocks on the writer.
+  /// journal cannot be written, or the queue is full). Never blocks on the
+  /// writer.
   virtual bool record_durable(Event event) = 0;
 
   /// Like record_durable(), then `done` runs (on the writer thread) once
