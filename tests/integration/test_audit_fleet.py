@@ -121,13 +121,19 @@ def central_counts(pg):
 
 
 def wait_drained(pg, replicas, timeout=20):
-    """Polls until every replica's central rows equal its local ones."""
+    """Polls until every replica's central rows equal its local ones on two
+    polls in a row: a session's close event is committed locally a moment
+    after its worker saw the connection end, so one equal poll can still be
+    followed by a local row that has not shipped yet."""
     deadline = time.time() + timeout
+    previous = None
     while True:
         want = {name: local_count(e) for name, e in replicas.items()}
         have = {name: c[0] for name, c in central_counts(pg).items() if name in want}
-        if all(have.get(n) == want[n] for n in want) or time.time() > deadline:
+        drained = all(have.get(n) == want[n] for n in want)
+        if (drained and want == previous) or time.time() > deadline:
             return want, have
+        previous = want if drained else None
         time.sleep(0.2)
 
 
