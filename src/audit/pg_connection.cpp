@@ -66,6 +66,41 @@ void PgConnection::cancel_async() {
   }).detach();
 }
 
+// unique_violation: https://www.postgresql.org/docs/15/errcodes-appendix.html
+constexpr std::string_view kUniqueViolation = "23505";
+
+void PgConnection::fail(const PGresult* result, std::string_view what) const {
+  std::string why = result ? PQresultErrorMessage(result) : "";
+  if (why.empty()) why = message(conn_);
+  while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+  throw AuditError(target_ + ": " + std::string(what) + ": " + why);
+}
+
+bool PgConnection::copy_in(std::string_view sql, std::string_view data, std::string_view what) {
+  const std::string text(sql);
+  PgResultPtr started(PQexec(conn_, text.c_str()));
+  if (!started || PQresultStatus(started.get()) != PGRES_COPY_IN) fail(started.get(), what);
+  // A blocking connection: put waits until libpq has buffered or sent it all.
+  if (PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) != 1 || PQputCopyEnd(conn_, nullptr) != 1) {
+    fail(nullptr, what);
+  }
+  // The COPY's own result, then nullptr: reading to the end keeps the
+  // connection usable for the next statement.
+  bool duplicate = false;
+  PgResultPtr error;
+  for (PgResultPtr r(PQgetResult(conn_)); r; r.reset(PQgetResult(conn_))) {
+    if (PQresultStatus(r.get()) == PGRES_COMMAND_OK) continue;
+    const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+    if (state && state == kUniqueViolation) {
+      duplicate = true;
+    } else if (!error) {
+      error = std::move(r);
+    }
+  }
+  if (error) fail(error.get(), what);
+  return !duplicate;
+}
+
 PgResultPtr PgConnection::exec(std::string_view sql, const std::vector<PgParam>& params, std::string_view what) {
   std::vector<const char*> values;
   values.reserve(params.size());
@@ -77,12 +112,7 @@ PgResultPtr PgConnection::exec(std::string_view sql, const std::vector<PgParam>&
                                     : PQexecParams(conn_, text.c_str(), static_cast<int>(values.size()), nullptr,
                                                    values.data(), nullptr, nullptr, 0));
   const auto status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
-  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    std::string why = result ? PQresultErrorMessage(result.get()) : message(conn_);
-    if (why.empty()) why = message(conn_);
-    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-    throw AuditError(target_ + ": " + std::string(what) + ": " + why);
-  }
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) fail(result.get(), what);
   return result;
 }
 

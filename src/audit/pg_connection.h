@@ -47,6 +47,12 @@ class PgConnection {
   /// Throws AuditError with `what` and the server's message.
   PgResultPtr exec(std::string_view sql, const std::vector<PgParam>& params, std::string_view what);
 
+  /// Runs the COPY ... FROM STDIN statement `sql` with `data` in COPY's
+  /// text format, inside the caller's transaction. False when a row's key
+  /// is there already (unique_violation; the transaction is then aborted);
+  /// any other failure throws AuditError with `what` and the server's message.
+  bool copy_in(std::string_view sql, std::string_view data, std::string_view what);
+
   /// Applies the migrations the database lacks, under an advisory lock so
   /// replicas starting together do not race. Refuses a newer schema.
   void migrate();
@@ -59,6 +65,9 @@ class PgConnection {
   const std::string& target() const { return target_; }
 
  private:
+  /// Throws AuditError with `what` and the result's (else the connection's) message.
+  [[noreturn]] void fail(const PGresult* result, std::string_view what) const;
+
   PGconn* conn_ = nullptr;
   std::string target_;  // redacted DSN, for messages
 };

@@ -19,12 +19,56 @@ PgParam param(const Value& v) {
   return std::nullopt;
 }
 
+std::string central_columns() {
+  std::string sql = "replica, id";
+  for (auto c : kContentColumns) sql += ", " + std::string(c);
+  return sql + ", prev_hash, hash";
+}
+
+void append_copy_text(std::string& out, std::string_view text) {
+  text = text.substr(0, text.find('\0'));
+  for (const char c : text) {
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\t': out += "\\t"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      default: out += c;
+    }
+  }
+}
+
+void append_copy_value(std::string& out, const Value& v) {
+  if (const auto* i = std::get_if<std::int64_t>(&v)) {
+    out += std::to_string(*i);
+  } else if (const auto* s = std::get_if<std::string>(&v)) {
+    append_copy_text(out, *s);
+  } else {
+    out += "\\N";
+  }
+}
+
 }  // namespace
 
+std::string central_copy_sql() { return "COPY events (" + central_columns() + ") FROM STDIN"; }
+
+void append_copy_row(std::string& out, std::string_view replica, const ShippedRow& row) {
+  append_copy_text(out, replica);
+  out += '\t';
+  out += std::to_string(row.id);
+  for (std::size_t i = 0; i < kContentColumns.size(); ++i) {
+    out += '\t';
+    append_copy_value(out, i < row.content.size() ? row.content[i] : Value{});
+  }
+  out += '\t';
+  append_copy_text(out, row.prev_hash);
+  out += '\t';
+  append_copy_text(out, row.hash);
+  out += '\n';
+}
+
 std::string central_insert_sql(std::size_t rows) {
-  std::string sql = "INSERT INTO events (replica, id";
-  for (auto c : kContentColumns) sql += ", " + std::string(c);
-  sql += ", prev_hash, hash) VALUES ";
+  std::string sql = "INSERT INTO events (" + central_columns() + ") VALUES ";
   std::size_t n = 1;
   for (std::size_t r = 0; r < rows; ++r) {
     sql += r ? ", (" : "(";

@@ -30,6 +30,16 @@ std::string central_insert_sql(std::size_t rows);
 /// Appends `row`'s kParamsPerRow parameters (text format; NULL is nullopt).
 void append_row_params(std::vector<PgParam>& params, std::string_view replica, const ShippedRow& row);
 
+/// "COPY events (replica, id, ts, ..., prev_hash, hash) FROM STDIN": the
+/// shipper's fast path, the columns in append_copy_row's order. Unlike the
+/// INSERT it cannot skip rows already there: a repeated key fails it.
+std::string central_copy_sql();
+
+/// Appends `row` as one line of COPY's text format: tab-separated, NULL as
+/// \N, backslash, tab, newline and carriage return escaped. A text value
+/// ends at its first NUL byte, as the same value sent as a parameter does.
+void append_copy_row(std::string& out, std::string_view replica, const ShippedRow& row);
+
 /// The central column list read back: "id, ts, ..., prev_hash, hash".
 std::string central_select_columns();
 

@@ -32,6 +32,33 @@ import harness  # noqa: E402
 from test_audit_fleet import Postgres  # noqa: E402
 
 
+def cpu_seconds(pid, thread_name=None):
+    """utime+stime of a process (its live threads), or of its threads named
+    thread_name only."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                name = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if thread_name is None or name == thread_name:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def postgres_cpu_seconds(pg):
+    """CPU of the cluster's processes now alive (the postmaster and its
+    children: the shipper's backend among them)."""
+    with open(os.path.join(pg.data, "postmaster.pid")) as f:
+        main = int(f.readline())
+    children = subprocess.run(["pgrep", "-P", str(main)], stdout=subprocess.PIPE, text=True).stdout.split()
+    return sum(cpu_seconds(int(pid)) for pid in [main] + children)
+
+
 def drive(egress, upstream, total, clients):
     host, port = egress.address.rsplit(":", 1)
     latencies, failures, lock = [], [0], threading.Lock()
@@ -98,6 +125,7 @@ def main():
         drive(egress, upstream, a.requests, a.clients)
         egress.stop()
         local = len(egress.events())
+        pg_before = postgres_cpu_seconds(pg)
         t0 = time.perf_counter()
         egress = harness.Egress(root, harness.ALLOWED_TEST_POLICY, hosts=hosts, extra_args=rep)
         deadline = time.time() + 300
@@ -113,10 +141,15 @@ def main():
                 break
             time.sleep(0.02)
         done = time.perf_counter()
+        shipper = cpu_seconds(egress.proc.pid, "egress-ship")
+        serve = cpu_seconds(egress.proc.pid)
+        postgres = postgres_cpu_seconds(pg) - pg_before
         egress.stop()
         steady = (central - first) / (done - first_at) if first_at and done > first_at else float("nan")
         print("ship: %d events in %.2f s from serve start (connect and migration included): %.0f events/s; "
               "%.0f events/s after the first batch landed" % (central, done - t0, central / (done - t0), steady))
+        print("CPU per shipped event: shipper thread %.2f us, all of serve %.2f us, PostgreSQL %.2f us"
+              % (1e6 * shipper / central, 1e6 * serve / central, 1e6 * postgres / central))
     finally:
         for e in harness.STARTED:
             e.stop()
