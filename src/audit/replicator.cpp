@@ -19,6 +19,7 @@
 #include "egress/audit/replicator.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <spdlog/spdlog.h>
@@ -30,9 +31,27 @@
 #include "egress/audit/store.h"
 
 namespace egress::audit {
+namespace {
 
-// The shipper thread's nice value (19: the lowest priority a thread can give itself).
+// Where SCHED_IDLE is refused (a seccomp filter, an old kernel): the
+// lowest nice value a thread can give itself.
 constexpr int kShipperNice = 19;
+
+// Shipping never gates a request, so the shipper takes only CPU that the
+// threads serving workers leave: SCHED_IDLE runs it when a core would
+// otherwise idle, and any woken thread of normal policy preempts it at once
+// (nice 19 alone still holds the core for a scheduler slice, which costs a
+// latency-bound proxy throughput). At full load the backlog grows, locally,
+// nothing lost, and drains when the load falls (docs/audit-fleet.md).
+// Both calls apply to the calling thread only on Linux.
+void yield_cpu_to_serving() {
+  const sched_param param{};
+  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0) {
+    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kShipperNice);
+  }
+}
+
+}  // namespace
 
 struct Replicator::Impl {
   explicit Impl(ReplicationOptions o) : options(std::move(o)), target(redact_dsn(options.dsn)) {}
@@ -142,10 +161,7 @@ void Replicator::Impl::wait_backoff(std::chrono::milliseconds d) {
 
 void Replicator::Impl::run() {
   pthread_setname_np(pthread_self(), "egress-ship");
-  // Shipping never gates a request, so it yields the CPU to the threads that
-  // serve workers: at full load the backlog grows (locally, nothing is lost)
-  // and drains when the load falls. nice applies per thread on Linux.
-  setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kShipperNice);
+  yield_cpu_to_serving();
   auto backoff = std::chrono::milliseconds(500);
   for (;;) {
     {

@@ -37,7 +37,11 @@ def cpu_seconds(pid, thread_name=None):
     thread_name only."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    for tid in os.listdir("/proc/%d/task" % pid):
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except FileNotFoundError:
+        return 0  # a backend that has just exited (the psql polls')
+    for tid in tids:
         try:
             with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
                 name = f.read().strip()
@@ -104,10 +108,11 @@ def main():
     p.add_argument("--replication", choices=["on", "off"], default="on")
     p.add_argument("--requests", type=int, default=5000)
     p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--shared-buffers", default="128MB", help="PostgreSQL's shared_buffers (its default: 128MB)")
     a = p.parse_args()
     harness.EGRESS = os.path.abspath(a.egress)
     root = tempfile.mkdtemp(prefix="egress-bench-")
-    pg = Postgres()
+    pg = Postgres(shared_buffers=a.shared_buffers)
     upstream = harness.Upstream()
     try:
         hosts = {"allowed.test": "127.0.0.1"}

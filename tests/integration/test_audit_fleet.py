@@ -33,7 +33,7 @@ class Postgres:
     """A throwaway cluster owned by the postgres user (initdb and postgres
     refuse root), listening on a Unix socket in its own directory."""
 
-    def __init__(self):
+    def __init__(self, shared_buffers="16MB"):
         self.user = "postgres"
         pwd.getpwnam(self.user)  # KeyError: the postgres package is not installed
         self.dir = tempfile.mkdtemp(prefix="egress-pg-")
@@ -44,7 +44,7 @@ class Postgres:
                      "--no-sync"], timeout=60)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write("listen_addresses = ''\nunix_socket_directories = '%s'\nport = %d\nfsync = off\n"
-                    "shared_buffers = 16MB\nmax_connections = 20\n" % (self.dir, self.port))
+                    "shared_buffers = %s\nmax_connections = 20\n" % (self.dir, self.port, shared_buffers))
         self.start()
         self.psql("CREATE DATABASE egress", db="postgres")
         self.dsn = "postgresql://postgres@/egress?host=%s&port=%d" % (self.dir, self.port)
